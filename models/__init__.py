@@ -1,0 +1,1 @@
+"""Tally's data: the envelope, commands, outcome events and stored documents."""

@@ -1,0 +1,208 @@
+"""The outcome events of SPEC §5: exactly one terminal outcome per command."""
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from models.types import NonNegativeInt, PositiveInt
+
+_CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+RejectionReason = Literal[
+    "invalid",
+    "unsupported_type",
+    "unauthenticated",
+    "forbidden",
+    "unsupported_currency",
+    "account_exists",
+    "account_not_found",
+    "account_closed",
+    "account_frozen",
+    "currency_mismatch",
+    "insufficient_funds",
+    "limit_exceeded",
+    "same_account",
+    "duplicate_external_ref",
+    "duplicate_transfer",
+    "balance_not_zero",
+    "invalid_state",
+]
+
+
+class AccountOpened(BaseModel):
+    model_config = _CONFIG
+    TYPE: ClassVar[str] = "ledger.account.opened.v1"
+
+    account_id: str
+    owner_id: str
+    currency: str
+    overdraft_limit: NonNegativeInt
+    daily_outflow_limit: NonNegativeInt | None
+    balance: int = 0
+
+    @property
+    def subject(self) -> str:
+        return self.account_id
+
+
+class Deposited(BaseModel):
+    model_config = _CONFIG
+    TYPE: ClassVar[str] = "ledger.deposited.v1"
+
+    account_id: str
+    amount: PositiveInt
+    currency: str
+    external_ref: str
+    balance: int
+
+    @property
+    def subject(self) -> str:
+        return self.account_id
+
+
+class Withdrawn(BaseModel):
+    model_config = _CONFIG
+    TYPE: ClassVar[str] = "ledger.withdrawn.v1"
+
+    account_id: str
+    amount: PositiveInt
+    currency: str
+    external_ref: str
+    balance: int
+
+    @property
+    def subject(self) -> str:
+        return self.account_id
+
+
+class TransferCompleted(BaseModel):
+    model_config = _CONFIG
+    TYPE: ClassVar[str] = "ledger.transfer.completed.v1"
+
+    transfer_id: str
+    from_account: str
+    to_account: str
+    amount: PositiveInt
+    currency: str
+    memo: str | None
+
+    @property
+    def subject(self) -> str:
+        return self.from_account
+
+
+class TransferFailed(BaseModel):
+    model_config = _CONFIG
+    TYPE: ClassVar[str] = "ledger.transfer.failed.v1"
+
+    transfer_id: str
+    from_account: str
+    to_account: str
+    amount: PositiveInt
+    currency: str
+    reason: RejectionReason
+
+    @property
+    def subject(self) -> str:
+        return self.from_account
+
+
+class AccountFrozen(BaseModel):
+    model_config = _CONFIG
+    TYPE: ClassVar[str] = "ledger.account.frozen.v1"
+
+    account_id: str
+    reason: str
+
+    @property
+    def subject(self) -> str:
+        return self.account_id
+
+
+class AccountUnfrozen(BaseModel):
+    model_config = _CONFIG
+    TYPE: ClassVar[str] = "ledger.account.unfrozen.v1"
+
+    account_id: str
+
+    @property
+    def subject(self) -> str:
+        return self.account_id
+
+
+class AccountClosed(BaseModel):
+    model_config = _CONFIG
+    TYPE: ClassVar[str] = "ledger.account.closed.v1"
+
+    account_id: str
+
+    @property
+    def subject(self) -> str:
+        return self.account_id
+
+
+class LimitsChanged(BaseModel):
+    model_config = _CONFIG
+    TYPE: ClassVar[str] = "ledger.account.limits_changed.v1"
+
+    account_id: str
+    overdraft_limit: NonNegativeInt
+    daily_outflow_limit: NonNegativeInt | None
+
+    @property
+    def subject(self) -> str:
+        return self.account_id
+
+
+class ErrorItem(BaseModel):
+    """One schema error of an `invalid` rejection: where (`loc`) and what (`msg`)."""
+
+    model_config = _CONFIG
+
+    loc: list[str | int]
+    msg: str
+
+
+class CommandRejected(BaseModel):
+    """A rejection; it names no account, so the shell supplies the event's subject."""
+
+    model_config = _CONFIG
+    TYPE: ClassVar[str] = "ledger.command.rejected.v1"
+
+    command_id: str
+    command_type: str
+    reason: RejectionReason
+    detail: str
+    errors: list[ErrorItem] = []
+
+
+# Outcomes of accepted commands and transfer legs: each names its account (`subject`).
+AccountOutcome = (
+    AccountOpened
+    | Deposited
+    | Withdrawn
+    | TransferCompleted
+    | TransferFailed
+    | AccountFrozen
+    | AccountUnfrozen
+    | AccountClosed
+    | LimitsChanged
+)
+
+Outcome = AccountOutcome | CommandRejected
+
+EVENT_MODELS: dict[str, type[Outcome]] = {
+    model.TYPE: model
+    for model in (
+        AccountOpened,
+        Deposited,
+        Withdrawn,
+        TransferCompleted,
+        TransferFailed,
+        AccountFrozen,
+        AccountUnfrozen,
+        AccountClosed,
+        LimitsChanged,
+        CommandRejected,
+    )
+}
