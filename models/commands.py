@@ -16,11 +16,14 @@ from models.types import (
     TransferId,
 )
 
-_CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+class _CommandModel(BaseModel):
+    """Base of commands: frozen, strict, unknown fields invalid."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-class OpenAccount(BaseModel):
-    model_config = _CONFIG
+class OpenAccount(_CommandModel):
     TYPE: ClassVar[str] = "ledger.account.open.v1"
 
     account_id: AccountId
@@ -34,8 +37,7 @@ class OpenAccount(BaseModel):
         return self.account_id
 
 
-class Deposit(BaseModel):
-    model_config = _CONFIG
+class Deposit(_CommandModel):
     TYPE: ClassVar[str] = "ledger.deposit.v1"
 
     account_id: AccountId
@@ -48,8 +50,7 @@ class Deposit(BaseModel):
         return self.account_id
 
 
-class Withdrawal(BaseModel):
-    model_config = _CONFIG
+class Withdrawal(_CommandModel):
     TYPE: ClassVar[str] = "ledger.withdrawal.v1"
 
     account_id: AccountId
@@ -62,8 +63,7 @@ class Withdrawal(BaseModel):
         return self.account_id
 
 
-class Transfer(BaseModel):
-    model_config = _CONFIG
+class Transfer(_CommandModel):
     TYPE: ClassVar[str] = "ledger.transfer.v1"
 
     transfer_id: TransferId
@@ -78,8 +78,7 @@ class Transfer(BaseModel):
         return self.from_account
 
 
-class FreezeAccount(BaseModel):
-    model_config = _CONFIG
+class FreezeAccount(_CommandModel):
     TYPE: ClassVar[str] = "ledger.account.freeze.v1"
 
     account_id: AccountId
@@ -90,8 +89,7 @@ class FreezeAccount(BaseModel):
         return self.account_id
 
 
-class UnfreezeAccount(BaseModel):
-    model_config = _CONFIG
+class UnfreezeAccount(_CommandModel):
     TYPE: ClassVar[str] = "ledger.account.unfreeze.v1"
 
     account_id: AccountId
@@ -101,8 +99,7 @@ class UnfreezeAccount(BaseModel):
         return self.account_id
 
 
-class CloseAccount(BaseModel):
-    model_config = _CONFIG
+class CloseAccount(_CommandModel):
     TYPE: ClassVar[str] = "ledger.account.close.v1"
 
     account_id: AccountId
@@ -112,10 +109,9 @@ class CloseAccount(BaseModel):
         return self.account_id
 
 
-class SetLimits(BaseModel):
+class SetLimits(_CommandModel):
     """Change limits; an absent field stays as is, `daily_outflow_limit: null` removes it."""
 
-    model_config = _CONFIG
     TYPE: ClassVar[str] = "ledger.account.limits.v1"
 
     account_id: AccountId

@@ -1,22 +1,26 @@
 """Stored documents (SPEC §9) and the internal transfer leg message."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.events import RejectionReason
 from models.types import Day, NonNegativeInt, PositiveInt
 
-# `id` is stored as MongoDB's `_id`; dumps use the alias so they are the document as stored.
-_CONFIG = ConfigDict(
-    frozen=True,
-    extra="forbid",
-    strict=True,
-    validate_by_name=True,
-    validate_by_alias=True,
-    serialize_by_alias=True,
-)
+
+class _Document(BaseModel):
+    """Base of documents; `id` is stored as `_id` and dumped by alias."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
 
 AccountStatus = Literal["open", "frozen", "closed"]
 EntryKind = Literal["deposit", "withdrawal", "transfer_out", "transfer_in", "refund"]
@@ -24,9 +28,7 @@ TransferState = Literal["debited", "completed", "failed"]
 LegKind = Literal["credit", "refund"]
 
 
-class Account(BaseModel):
-    model_config = _CONFIG
-
+class Account(_Document):
     id: str = Field(alias="_id")
     owner_id: str
     currency: str
@@ -43,10 +45,8 @@ class Account(BaseModel):
     version: NonNegativeInt = 0
 
 
-class Entry(BaseModel):
+class Entry(_Document):
     """One journal posting; never updated. `id` is `f"{command_id}:{kind}"`."""
-
-    model_config = _CONFIG
 
     id: str = Field(alias="_id")
     account_id: str
@@ -59,9 +59,7 @@ class Entry(BaseModel):
     at: datetime
 
 
-class TransferRecord(BaseModel):
-    model_config = _CONFIG
-
+class TransferRecord(_Document):
     id: str = Field(alias="_id")
     from_account: str
     to_account: str
@@ -75,10 +73,8 @@ class TransferRecord(BaseModel):
     updated_at: datetime
 
 
-class TransferLeg(BaseModel):
+class TransferLeg(_Document):
     """A message on `ledger.transfers`: credit the destination, or refund the source."""
-
-    model_config = _CONFIG
 
     leg: LegKind
     command_id: str
@@ -90,6 +86,13 @@ class TransferLeg(BaseModel):
     memo: str | None = None
     reason: RejectionReason | None = None
     traceparent: str | None = None
+
+    @model_validator(mode="after")
+    def _refund_has_reason(self) -> Self:
+        # A refund is only ever caused by a refused credit; its reason is the failed outcome's.
+        if (self.leg == "refund") != (self.reason is not None):
+            raise ValueError("a refund leg, and only a refund leg, carries a reason")
+        return self
 
     @property
     def message_id(self) -> str:

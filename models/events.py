@@ -6,7 +6,12 @@ from pydantic import BaseModel, ConfigDict
 
 from models.types import NonNegativeInt, PositiveInt
 
-_CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+class _EventModel(BaseModel):
+    """Base of outcome data: frozen, strict, no extra fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
 
 RejectionReason = Literal[
     "invalid",
@@ -29,8 +34,7 @@ RejectionReason = Literal[
 ]
 
 
-class AccountOpened(BaseModel):
-    model_config = _CONFIG
+class AccountOpened(_EventModel):
     TYPE: ClassVar[str] = "ledger.account.opened.v1"
 
     account_id: str
@@ -45,8 +49,7 @@ class AccountOpened(BaseModel):
         return self.account_id
 
 
-class Deposited(BaseModel):
-    model_config = _CONFIG
+class Deposited(_EventModel):
     TYPE: ClassVar[str] = "ledger.deposited.v1"
 
     account_id: str
@@ -60,8 +63,7 @@ class Deposited(BaseModel):
         return self.account_id
 
 
-class Withdrawn(BaseModel):
-    model_config = _CONFIG
+class Withdrawn(_EventModel):
     TYPE: ClassVar[str] = "ledger.withdrawn.v1"
 
     account_id: str
@@ -75,8 +77,7 @@ class Withdrawn(BaseModel):
         return self.account_id
 
 
-class TransferCompleted(BaseModel):
-    model_config = _CONFIG
+class TransferCompleted(_EventModel):
     TYPE: ClassVar[str] = "ledger.transfer.completed.v1"
 
     transfer_id: str
@@ -91,8 +92,7 @@ class TransferCompleted(BaseModel):
         return self.from_account
 
 
-class TransferFailed(BaseModel):
-    model_config = _CONFIG
+class TransferFailed(_EventModel):
     TYPE: ClassVar[str] = "ledger.transfer.failed.v1"
 
     transfer_id: str
@@ -107,8 +107,7 @@ class TransferFailed(BaseModel):
         return self.from_account
 
 
-class AccountFrozen(BaseModel):
-    model_config = _CONFIG
+class AccountFrozen(_EventModel):
     TYPE: ClassVar[str] = "ledger.account.frozen.v1"
 
     account_id: str
@@ -119,8 +118,7 @@ class AccountFrozen(BaseModel):
         return self.account_id
 
 
-class AccountUnfrozen(BaseModel):
-    model_config = _CONFIG
+class AccountUnfrozen(_EventModel):
     TYPE: ClassVar[str] = "ledger.account.unfrozen.v1"
 
     account_id: str
@@ -130,8 +128,7 @@ class AccountUnfrozen(BaseModel):
         return self.account_id
 
 
-class AccountClosed(BaseModel):
-    model_config = _CONFIG
+class AccountClosed(_EventModel):
     TYPE: ClassVar[str] = "ledger.account.closed.v1"
 
     account_id: str
@@ -141,8 +138,7 @@ class AccountClosed(BaseModel):
         return self.account_id
 
 
-class LimitsChanged(BaseModel):
-    model_config = _CONFIG
+class LimitsChanged(_EventModel):
     TYPE: ClassVar[str] = "ledger.account.limits_changed.v1"
 
     account_id: str
@@ -154,19 +150,16 @@ class LimitsChanged(BaseModel):
         return self.account_id
 
 
-class ErrorItem(BaseModel):
+class ErrorItem(_EventModel):
     """One schema error of an `invalid` rejection: where (`loc`) and what (`msg`)."""
-
-    model_config = _CONFIG
 
     loc: list[str | int]
     msg: str
 
 
-class CommandRejected(BaseModel):
+class CommandRejected(_EventModel):
     """A rejection; it names no account, so the shell supplies the event's subject."""
 
-    model_config = _CONFIG
     TYPE: ClassVar[str] = "ledger.command.rejected.v1"
 
     command_id: str

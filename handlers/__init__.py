@@ -1,0 +1,1 @@
+"""Tally's rules: pure functions from (state, command, context) to a decision."""

@@ -1,0 +1,122 @@
+"""Authentication of the actor from the `authtoken` JWT (SPEC §6)."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import jwt
+
+from handlers.decision import Rejection
+
+_ASYMMETRIC: Final = frozenset({"RS256", "ES256"})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    sub: str
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenKeys:
+    """Verification keys: `secret` for HS256, `public_key` (PEM) for RS256/ES256."""
+
+    secret: str | None = None
+    public_key: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+
+    def key_for(self, algorithm: str) -> str | None:
+        # Never "none", and never a public key used as an HMAC secret (algorithm confusion).
+        if algorithm == "HS256":
+            return self.secret
+        return self.public_key if algorithm in _ASYMMETRIC else None
+
+
+class _TokenError(Exception):
+    """Why a token is refused; the detail never contains the token."""
+
+
+def verify_token(token: str | None, keys: TokenKeys, now: datetime) -> Principal | Rejection:
+    """Verify `token` at `now` (timezone-aware); the wall clock is never read."""
+    try:
+        claims = _decode(token, keys)
+        _check_times(claims, now)
+        return _principal(claims)
+    except _TokenError as error:
+        return Rejection("unauthenticated", str(error))
+
+
+def _decode(token: str | None, keys: TokenKeys) -> Mapping[str, Any]:
+    if not token:
+        raise _TokenError("authtoken is missing")
+    try:
+        algorithm = jwt.get_unverified_header(token).get("alg")
+    except jwt.PyJWTError:
+        raise _TokenError("authtoken is malformed") from None
+    key = keys.key_for(algorithm) if isinstance(algorithm, str) else None
+    if key is None or not isinstance(algorithm, str):
+        raise _TokenError("authtoken algorithm is not accepted")
+    return _verified_claims(token, key, algorithm, keys)
+
+
+def _verified_claims(token: str, key: str, algorithm: str, keys: TokenKeys) -> Mapping[str, Any]:
+    options: Any = {
+        # Times are checked against the caller's `now` in _check_times, not the wall clock.
+        "verify_exp": False,
+        "verify_nbf": False,
+        "verify_iat": False,
+        "verify_aud": keys.audience is not None,
+        "require": ["exp"],
+    }
+    try:
+        claims = jwt.decode(
+            token, key, [algorithm], options, audience=keys.audience, issuer=keys.issuer
+        )
+    except jwt.PyJWTError as error:
+        raise _TokenError(_describe(error)) from None
+    except (ValueError, TypeError):  # a key of the wrong type for the algorithm
+        raise _TokenError("authtoken could not be verified") from None
+    return claims
+
+
+def _describe(error: jwt.PyJWTError) -> str:
+    match error:
+        case jwt.InvalidSignatureError():
+            return "authtoken signature is invalid"
+        case jwt.MissingRequiredClaimError():
+            return f"authtoken lacks the {error.claim} claim"
+        case jwt.InvalidIssuerError():
+            return "authtoken issuer is not accepted"
+        case jwt.InvalidAudienceError():
+            return "authtoken audience is not accepted"
+        case jwt.DecodeError():
+            return "authtoken is malformed"
+        case _:
+            return "authtoken is invalid"
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+def _check_times(claims: Mapping[str, Any], now: datetime) -> None:
+    exp, nbf, at = _number(claims.get("exp")), claims.get("nbf"), now.timestamp()
+    if exp is None:
+        raise _TokenError("authtoken exp is not a number")
+    if exp <= at:
+        raise _TokenError("authtoken has expired")
+    if nbf is not None and ((start := _number(nbf)) is None or start > at):
+        raise _TokenError("authtoken is not yet valid")
+
+
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    sub, roles = claims.get("sub"), claims.get("roles", [])
+    if not isinstance(sub, str) or not sub:
+        raise _TokenError("authtoken sub is missing or not a string")
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        raise _TokenError("authtoken roles is not a list of strings")
+    return Principal(sub=sub, roles=frozenset(roles))

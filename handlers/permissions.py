@@ -1,0 +1,31 @@
+"""Who may send what (SPEC §6): `ops` everything, `customer` their own accounts."""
+
+from handlers.auth import Principal
+from models.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdrawal
+from models.documents import Account
+
+
+def is_owner(principal: Principal, account: Account | None) -> bool:
+    # A missing account has no owner: customers get `forbidden`, never learning it is absent.
+    return (
+        "customer" in principal.roles and account is not None and account.owner_id == principal.sub
+    )
+
+
+def permitted(command: Command, principal: Principal, account: Account | None) -> bool:
+    """Whether `principal` may send `command` acting on `account` (None: does not exist)."""
+    roles = principal.roles
+    if "ops" in roles:
+        return True
+    match command:
+        case OpenAccount():
+            own = "customer" in roles and command.owner_id == principal.sub
+            return own and command.overdraft_limit == 0
+        case Deposit():
+            return "payments" in roles
+        case Withdrawal():
+            return "payments" in roles or is_owner(principal, account)
+        case Transfer() | CloseAccount():
+            return is_owner(principal, account)
+        case _:  # freeze, unfreeze, limits: back office only
+            return False
