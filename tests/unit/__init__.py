@@ -1,0 +1,1 @@
+"""Unit tests: models and handlers, no I/O."""
