@@ -1,0 +1,253 @@
+"""The worker: composition root and lifecycle (start, consume loop, retries, graceful stop)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+from aiokafka.errors import KafkaError
+
+from handlers.auth import TokenKeys
+from streams import asyncapi, kafka, metrics
+from streams.decode import Decoder
+from streams.health import Health
+from streams.pipeline import Pipeline
+from streams.publish import KafkaPublisher
+from streams.settings import Settings
+from streams.store import ConflictError, MongoStore
+from streams.web import build_app, serve
+
+log = logging.getLogger("tally.worker")
+
+
+class Worker:
+    """Owns every client; nothing connects before run()."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.health = Health()
+        self._stopping = asyncio.Event()
+        self._lock = asyncio.Lock()  # held while a batch is processed and committed
+        self._deadline = float("inf")
+        self._committed: dict[Any, int] = {}
+        self._store = MongoStore.connect(settings.mongo_uri, settings.mongo_db)
+        self._keys = TokenKeys(
+            secret=settings.jwt_secret,
+            public_key=settings.jwt_public_key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+
+    def stop(self) -> None:
+        if not self._stopping.is_set():
+            log.info("stopping: finishing the batch in flight")
+            self._deadline = time.monotonic() + self.settings.shutdown_timeout
+            self._stopping.set()
+
+    def _build_kafka_clients(self) -> None:
+        # aiokafka clients bind to the running loop, so they are built inside run().
+        s = self.settings
+        self._admin = kafka.admin(s)
+        self._producer = kafka.producer(s)
+        self._consumer = kafka.consumer(s)
+        decoder = Decoder(s.topic_transfers, self._keys, s.max_message_bytes, s.max_amount)
+        self._pipeline = Pipeline(s, self._store, KafkaPublisher(self._producer), decoder)
+
+    async def run(self) -> int:
+        self._build_kafka_clients()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        app = build_app(self.health, lambda: asyncapi.document(self.settings))
+        runner = await serve(app, self.settings.http_host, self.settings.http_port)
+        log.info(
+            "http listening",
+            extra={"host": self.settings.http_host, "port": self.settings.http_port},
+        )
+        probe = asyncio.create_task(self._probe_forever())
+        try:
+            if await self._start():
+                await self._consume()
+        finally:
+            probe.cancel()
+            await self._close()
+            await runner.cleanup()
+        log.info("stopped")
+        return 0
+
+    async def _start(self) -> bool:
+        """Connect everything, retrying while the infrastructure is not there yet."""
+        steps = [
+            ("mongodb", self._store.ensure_indexes),
+            ("kafka", self._admin.start),
+            ("kafka", lambda: kafka.ensure_topics(self._admin, self.settings)),
+            ("kafka", self._producer.start),
+            ("kafka", self._consumer_start),
+        ]
+        for name, step in steps:
+            if not await self._retry(name, step):
+                return False
+        log.info("worker started", extra={"group": self.settings.group_id})
+        return True
+
+    async def _consumer_start(self) -> None:
+        s = self.settings
+        self._consumer.subscribe(
+            [s.topic_commands, s.topic_transfers],
+            listener=kafka.Rebalance(self._on_revoked, self._on_assigned),
+        )
+        await self._consumer.start()
+
+    async def _retry(self, name: str, step: Any) -> bool:
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                await step()
+                return True
+            except kafka.TopicError:
+                raise
+            except Exception as exc:  # infrastructure not there yet: wait, never give up
+                self.health.set(name, f"{type(exc).__name__}: {exc}"[:200])
+                log.warning(
+                    "start-up step failed; retrying",
+                    extra={"check": name, "error": repr(exc)[:200]},
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, self.settings.retry_backoff_max)
+        return False
+
+    async def _consume(self) -> None:
+        timeout = self.settings.poll_timeout_ms
+        while not self._stopping.is_set():
+            batch = await self._consumer.getmany(
+                timeout_ms=timeout, max_records=self.settings.batch_max_records
+            )
+            if batch:
+                async with self._lock:
+                    await self._handle(batch, time.time())
+            self._update_lag()
+
+    async def _handle(self, batch: dict[Any, list[Any]], fetched_at: float) -> None:
+        owned = self._consumer.assignment()
+        # A rebalance may have taken partitions away between fetch and now: not ours to touch.
+        batch = {tp: records for tp, records in batch.items() if tp in owned}
+        records = [r for records in batch.values() for r in records]
+        if not records or not await self._process(records, fetched_at):
+            return
+        offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items()}
+        try:
+            await self._consumer.commit(offsets)
+            self._committed |= offsets
+        except KafkaError as exc:
+            # Effects and outcomes are durable and idempotent: a lost commit only means the
+            # next owner re-reads these records and finds them already decided.
+            log.warning("offset commit failed", extra={"error": repr(exc)[:200]})
+
+    async def _process(self, records: list[Any], fetched_at: float) -> bool:
+        """Process until it succeeds; returns False only when shutdown's deadline passes."""
+        delay = 0.05
+        while True:
+            try:
+                await self._pipeline.process(records, fetched_at)
+                self.health.set("pipeline", None)
+                return True
+            except ConflictError as exc:
+                metrics.RETRIES.labels("conflict").inc()
+                log.info(
+                    "account changed concurrently; deciding the batch again",
+                    extra={"error": str(exc)},
+                )
+            except Exception as exc:  # outage or bug: pause and retry, never a verdict (§8.5)
+                metrics.RETRIES.labels(type(exc).__name__).inc()
+                self.health.set("pipeline", f"{type(exc).__name__}: {exc}"[:200])
+                log.warning(
+                    "batch failed; retrying",
+                    extra={"error": repr(exc)[:300], "records": len(records)},
+                    exc_info=not _is_transient(exc),
+                )
+            if time.monotonic() > self._deadline:
+                log.warning("shutdown deadline passed; batch left for redelivery")
+                return False
+            await self._sleep(delay)
+            delay = min(delay * 2, self.settings.retry_backoff_max)
+
+    async def _on_revoked(self, revoked: Any) -> None:
+        self.health.set("consumer_group", "rebalancing")
+        try:
+            async with asyncio.timeout(self.settings.shutdown_timeout):
+                async with self._lock:
+                    pass
+        except TimeoutError:
+            log.warning("revocation did not wait for the batch in flight")
+        for tp in revoked:
+            self._committed.pop(tp, None)
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+
+    async def _on_assigned(self, assigned: Any) -> None:
+        self.health.set("consumer_group", None)
+        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+
+    def _update_lag(self) -> None:
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            committed = self._committed.get(tp)
+            if high is not None and committed is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(high - committed, 0)
+                )
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await self._probe("mongodb", self._store.ping())
+            await self._probe("kafka", self._admin.describe_cluster())
+            await asyncio.sleep(1.0)
+
+    async def _probe(self, name: str, check: Any) -> None:
+        try:
+            async with asyncio.timeout(2.0):
+                await check
+            self.health.set(name, None)
+        except Exception as exc:
+            self.health.set(name, f"{type(exc).__name__}: {exc}"[:200] or "unreachable")
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            pass
+
+    async def _close(self) -> None:
+        for name, close in (
+            ("consumer", self._consumer.stop),
+            ("producer", self._producer.stop),
+            ("admin", self._admin.close),
+            ("mongodb", self._store.close),
+        ):
+            try:
+                async with asyncio.timeout(5):
+                    await close()
+            except Exception as exc:
+                log.warning("close failed", extra={"client": name, "error": repr(exc)[:200]})
+
+
+def _is_transient(exc: Exception) -> bool:
+    from pymongo.errors import ConnectionFailure, OperationFailure
+
+    return isinstance(exc, KafkaError | ConnectionFailure | OperationFailure | TimeoutError)
+
+
+def run_worker(settings: Settings) -> int:
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        runner = asyncio.run
+    code: int = runner(Worker(settings).run())
+    return code

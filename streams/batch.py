@@ -1,0 +1,247 @@
+"""Deciding one batch in memory, in partition order, with the pure handlers; no I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from handlers.decision import Context, Decision, Facts, Rejection
+from handlers.ledger import decide, decide_leg
+from models.commands import Deposit, Transfer, Withdrawal
+from models.documents import Account
+from models.events import CommandRejected
+from streams.decode import CommandItem, LegItem, record_day
+from streams.outcomes import StoredEvent, stored_event
+
+Doc = dict[str, Any]
+# Fields of an account document that are Tally's bookkeeping, not SPEC §9 state.
+INTERNAL_FIELDS = ("outbox",)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What the batch read from MongoDB before deciding."""
+
+    accounts: dict[str, Doc]
+    inbox: dict[str, Doc]
+    transfer_ids: set[str]
+    ref_ids: set[str]
+    # account id -> outbox records not yet flushed (no inbox record): a crash interrupted them
+    unflushed: dict[str, list[Doc]]
+
+
+@dataclass(slots=True)
+class Plan:
+    """Everything one batch will write and publish, in the order the pipeline does it."""
+
+    first_inbox: list[Doc] = field(default_factory=list)  # decisions that touch no account
+    outboxes: dict[str, list[Doc]] = field(default_factory=dict)  # account id -> its outbox
+    touched: dict[str, Account] = field(default_factory=dict)  # account id -> new state
+    versions: dict[str, int | None] = field(default_factory=dict)  # as loaded; None: new
+    flush: list[Doc] = field(default_factory=list)  # decisions whose effects to (re)apply
+    republish: list[Doc] = field(default_factory=list)  # already-final inbox records
+    accepted: list[tuple[str, str]] = field(default_factory=list)  # (type, reason|"accepted")
+    timestamps: list[float] = field(default_factory=list)  # record timestamps of outcomes
+
+
+def ref_id(account_id: str, external_ref: str) -> str:
+    return f"{account_id}/{external_ref}"
+
+
+class BatchDecider:
+    """Applies a batch's items to in-memory state; produces a Plan."""
+
+    def __init__(
+        self,
+        loaded: Loaded,
+        *,
+        now: datetime,
+        source: str,
+        currencies: frozenset[str],
+        max_amount: int,
+    ) -> None:
+        self._loaded = loaded
+        self._now = now
+        self._source = source
+        self._currencies = currencies
+        self._max_amount = max_amount
+        self._state: dict[str, Account | None] = {
+            key: Account.model_validate(_state_fields(doc)) for key, doc in loaded.accounts.items()
+        }
+        self._decided: dict[str, Doc] = {}
+        self._refs = set(loaded.ref_ids)
+        self._transfers = set(loaded.transfer_ids)
+        self.plan = Plan()
+        self._adopt_unflushed_outboxes()
+
+    def _adopt_unflushed_outboxes(self) -> None:
+        # An outbox item without an inbox record was decided and applied to its account, but
+        # a crash may have stopped its journal, transfer, publication: finish it now.
+        for key, pending in self._loaded.unflushed.items():
+            for record in pending:
+                self._decided[record["_id"]] = record
+                self.plan.flush.append(record)
+            if pending:
+                self.plan.outboxes[key] = list(pending)
+
+    def apply(self, item: CommandItem | LegItem) -> None:
+        inbox_id = item.inbox_id
+        final = self._loaded.inbox.get(inbox_id) or self._decided.get(inbox_id)
+        if final is not None:
+            self.plan.republish.append(final)
+            return
+        if isinstance(item, LegItem):
+            self._decide_leg(item)
+        elif isinstance(item.admission, Rejection):
+            self._reject(item, item.admission, account_key=None)
+        else:
+            self._decide_command(item)
+
+    def _context(self, command_id: str, message_id: str, record: Any) -> Context:
+        return Context(
+            command_id=command_id,
+            message_id=message_id,
+            now=self._now,
+            day=record_day(record),
+            currencies=self._currencies,
+            max_amount=self._max_amount,
+        )
+
+    def _decide_command(self, item: CommandItem) -> None:
+        assert not isinstance(item.admission, Rejection)
+        command, principal = item.admission
+        key = command.account_key
+        facts = Facts(
+            account=self._state.get(key),
+            external_ref_used=self._ref_used(command),
+            transfer_id_used=isinstance(command, Transfer)
+            and command.transfer_id in self._transfers,
+        )
+        ctx = self._context(item.event.id, item.event.id, item.record)
+        result = decide(command, principal, facts, ctx)
+        if isinstance(result, Rejection):
+            self._reject(item, result, account_key=key)
+            return
+        self._note_claims(command)
+        record = self._record(item.inbox_id, ctx, result, item.event.attributes.get("traceparent"))
+        self._place(key, facts.account, result, record)
+        self.plan.accepted.append((item.event.type, "accepted"))
+        self.plan.timestamps.append(item.record.timestamp)
+
+    def _decide_leg(self, item: LegItem) -> None:
+        leg = item.leg
+        key = leg.account_key
+        facts = Facts(account=self._state.get(key))
+        ctx = self._context(leg.command_id, leg.message_id, item.record)
+        result = decide_leg(leg, facts, ctx)
+        record = self._record(item.inbox_id, ctx, result, leg.traceparent)
+        if result.outcome is not None:
+            record["completes"] = True
+        self._place(key, facts.account, result, record)
+
+    def _ref_used(self, command: object) -> bool:
+        if isinstance(command, Deposit | Withdrawal):
+            return ref_id(command.account_id, command.external_ref) in self._refs
+        return False
+
+    def _note_claims(self, command: object) -> None:
+        if isinstance(command, Deposit | Withdrawal):
+            self._refs.add(ref_id(command.account_id, command.external_ref))
+        if isinstance(command, Transfer):
+            self._transfers.add(command.transfer_id)
+
+    def _place(self, key: str, before: Account | None, result: Decision, record: Doc) -> None:
+        self._decided[record["_id"]] = record
+        self.plan.flush.append(record)
+        if before is None and result.account is None:
+            self.plan.first_inbox.append(record)
+            return
+        if result.account is not None:
+            self._state[key] = result.account
+            self.plan.touched[key] = result.account
+        elif before is not None:
+            self.plan.touched.setdefault(key, before)
+        loaded = self._loaded.accounts.get(key)
+        self.plan.versions[key] = None if loaded is None else loaded["version"]
+        self.plan.outboxes.setdefault(key, []).append(record)
+
+    def _reject(self, item: CommandItem, rejection: Rejection, account_key: str | None) -> None:
+        subject = account_key or _fallback_subject(item)
+        data = CommandRejected(
+            command_id=item.event.id,
+            command_type=item.event.type,
+            reason=rejection.reason,
+            detail=rejection.detail,
+            errors=list(rejection.errors),
+        )
+        event = self._event(
+            data, subject, item.event.id, item.event.id, item.event.attributes.get("traceparent")
+        )
+        record: Doc = {
+            "_id": item.inbox_id,
+            "command_id": item.event.id,
+            "outcome": event,
+            "leg": None,
+            "at": self._now,
+        }
+        self.plan.accepted.append((item.event.type, rejection.reason))
+        self.plan.timestamps.append(item.record.timestamp)
+        before = self._state.get(account_key) if account_key else None
+        # A rejection may depend on the account's state, so it is kept in that account's
+        # outbox, atomically with the state it was decided against (SPEC §8.1).
+        self._place(account_key or "", before, Decision(account=None, outcome=None), record)
+
+    def _record(self, inbox_id: str, ctx: Context, result: Decision, trace: str | None) -> Doc:
+        event = None
+        if result.outcome is not None:
+            event = self._event(
+                result.outcome, result.outcome.subject, ctx.command_id, ctx.message_id, trace
+            )
+        leg = result.leg.model_dump(mode="json") if result.leg is not None else None
+        if leg is not None and trace:
+            leg["traceparent"] = trace
+        record: Doc = {
+            "_id": inbox_id,
+            "command_id": ctx.command_id,
+            "outcome": event,
+            "leg": leg,
+            "at": self._now,
+            "entries": [e.model_dump(by_alias=True) for e in result.entries],
+        }
+        if result.transfer is not None:
+            record["transfer"] = result.transfer.model_dump(by_alias=True)
+        return record
+
+    def _event(
+        self, data: Any, subject: str | None, command_id: str, causation_id: str, trace: str | None
+    ) -> StoredEvent:
+        return stored_event(
+            data,
+            data.TYPE,
+            subject=subject,
+            command_id=command_id,
+            causation_id=causation_id,
+            source=self._source,
+            time=self._now,
+            traceparent=trace,
+        )
+
+
+def _state_fields(doc: Doc) -> Doc:
+    return {k: v for k, v in doc.items() if k not in INTERNAL_FIELDS}
+
+
+def _fallback_subject(item: CommandItem) -> str | None:
+    """A rejected command's account: from its data if readable, else the record key."""
+    data = item.event.data
+    if isinstance(data, dict):
+        for name in ("account_id", "from_account"):
+            value = data.get(name)
+            if isinstance(value, str) and 0 < len(value) <= 64:
+                return value
+    key = item.record.key
+    try:
+        return key.decode() if key else None
+    except UnicodeDecodeError:
+        return None

@@ -1,0 +1,176 @@
+"""`tally`: worker, send, tail, token, asyncapi."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from typing import Any
+
+import jwt
+import orjson
+
+from streams import __version__
+from streams.settings import ConfigError, Settings, load_settings
+
+SHORT_TYPES = {
+    "open": "ledger.account.open.v1",
+    "deposit": "ledger.deposit.v1",
+    "withdraw": "ledger.withdrawal.v1",
+    "withdrawal": "ledger.withdrawal.v1",
+    "transfer": "ledger.transfer.v1",
+    "freeze": "ledger.account.freeze.v1",
+    "unfreeze": "ledger.account.unfreeze.v1",
+    "close": "ledger.account.close.v1",
+    "limits": "ledger.account.limits.v1",
+}
+
+
+def mint_token(settings: Settings, sub: str, roles: list[str], ttl: int = 3600) -> str:
+    """A development token signed with TALLY_JWT_SECRET (HS256)."""
+    if not settings.jwt_secret:
+        raise ConfigError("invalid configuration: TALLY_JWT_SECRET: needed to mint tokens")
+    claims: dict[str, Any] = {"sub": sub, "roles": roles, "exp": int(time.time()) + ttl}
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def parse_fields(pairs: list[str]) -> dict[str, Any]:
+    """httpie style: `name=text` is a string, `name:=json` is raw JSON (numbers, null)."""
+    data: dict[str, Any] = {}
+    for pair in pairs:
+        if ":=" in pair:
+            name, raw = pair.split(":=", 1)
+            data[name] = orjson.loads(raw)
+        elif "=" in pair:
+            name, text = pair.split("=", 1)
+            data[name] = text
+        else:
+            raise SystemExit(f"tally send: expected name=value or name:=json, got {pair!r}")
+    return data
+
+
+def command_key(data: dict[str, Any]) -> str | None:
+    key = data.get("from_account") or data.get("account_id")
+    return key if isinstance(key, str) else None
+
+
+async def _send(settings: Settings, args: argparse.Namespace) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    data = orjson.loads(args.data) if args.data else parse_fields(args.fields)
+    command_type = SHORT_TYPES.get(args.type, args.type)
+    token = args.token or mint_token(settings, args.sub, args.roles.split(","))
+    command_id = args.id or str(uuid.uuid4())
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", command_id.encode()),
+        ("ce_source", args.source.encode()),
+        ("ce_type", command_type.encode()),
+        ("ce_authtoken", token.encode()),
+        ("content-type", b"application/json"),
+    ]
+    key = command_key(data)
+    producer = AIOKafkaProducer(**settings.kafka_options, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.topic_commands,
+            orjson.dumps(data),
+            key=key.encode() if key else None,
+            headers=headers,
+        )
+    finally:
+        await producer.stop()
+    print(f"sent {command_type} id={command_id} key={key}")
+
+
+def format_event(headers: dict[str, str], value: bytes | None) -> str:
+    data = orjson.loads(value) if value else None
+    return (
+        f"{headers.get('ce_time', '')}  {headers.get('ce_type', '?'):<34} "
+        f"subject={headers.get('ce_subject', '-')} command={headers.get('ce_correlationid', '-')}"
+        f"  {orjson.dumps(data).decode()}"
+    )
+
+
+async def _tail(settings: Settings, args: argparse.Namespace) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    topic = {"events": settings.topic_events, "dlq": settings.topic_dlq}.get(args.topic, args.topic)
+    consumer = AIOKafkaConsumer(
+        topic,
+        **settings.kafka_options,
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        async for record in consumer:
+            headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+            print(format_event(headers, record.value), flush=True)
+    finally:
+        await consumer.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tally", description="Tally, an event-driven ledger.")
+    parser.add_argument("--version", action="version", version=f"tally {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run the service (Kafka consumer, HTTP endpoint)")
+    send = sub.add_parser("send", help="build, sign and send one command")
+    send.add_argument("type", help=f"command type or short name ({', '.join(SHORT_TYPES)})")
+    send.add_argument("fields", nargs="*", help="name=text or name:=json")
+    send.add_argument("--data", help="the whole data object as JSON")
+    send.add_argument("--id", help="command id (default: a new UUID)")
+    send.add_argument("--sub", default="ops-cli", help="token subject (default ops-cli)")
+    send.add_argument("--roles", default="ops", help="comma-separated roles (default ops)")
+    send.add_argument("--token", help="use this JWT instead of minting one")
+    send.add_argument("--source", default="tally-cli")
+    tail = sub.add_parser("tail", help="follow outcome events, readable")
+    tail.add_argument("topic", nargs="?", default="events", help="events (default), dlq, or a name")
+    tail.add_argument("--from-beginning", action="store_true")
+    token = sub.add_parser("token", help="mint a development JWT from TALLY_JWT_SECRET")
+    token.add_argument("--sub", required=True)
+    token.add_argument("--roles", default="customer")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    sub.add_parser("asyncapi", help="print the AsyncAPI 3.0 document")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"tally: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "worker":
+        from streams import logs
+        from streams.app import run_worker
+
+        logs.configure(settings.log_level, settings.log_format)
+        return run_worker(settings)
+    if args.command == "token":
+        print(mint_token(settings, args.sub, args.roles.split(","), args.ttl))
+    elif args.command == "asyncapi":
+        from streams.asyncapi import document
+
+        print(orjson.dumps(document(settings), option=orjson.OPT_INDENT_2).decode())
+    elif args.command == "send":
+        asyncio.run(_send(settings, args))
+    elif args.command == "tail":
+        try:
+            asyncio.run(_tail(settings, args))
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

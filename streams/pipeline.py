@@ -1,0 +1,175 @@
+"""One batch end to end: decode, load, decide, persist atomically per account, publish."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from models.commands import Deposit, Transfer, Withdrawal
+from streams import metrics
+from streams.batch import BatchDecider, Doc, Loaded, Plan, ref_id
+from streams.decode import LEG_TYPE, CommandItem, DeadItem, Decoder, Item, LegItem, leg_value
+from streams.publish import KafkaPublisher, Message, dead_letter, outcome_message
+from streams.settings import Settings
+from streams.store import AccountWrite, Effects, MongoStore
+
+_INBOX_FIELDS = ("_id", "command_id", "outcome", "leg", "at")
+
+
+class Pipeline:
+    """Processes one batch of records; raises on a transient failure (the caller retries)."""
+
+    def __init__(
+        self, settings: Settings, store: MongoStore, publisher: KafkaPublisher, decoder: Decoder
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._publisher = publisher
+        self._decoder = decoder
+        # account id -> version whose outbox this process has fully flushed: saves a lookup.
+        self._flushed: dict[str, int] = {}
+
+    async def process(self, records: Sequence[Any], fetched_at: float) -> None:
+        now = datetime.now(UTC)
+        items = [self._decoder.item(r, now) for r in records]
+        work = [i for i in items if not isinstance(i, DeadItem)]
+        dead = [i for i in items if isinstance(i, DeadItem)]
+        loaded = await self._load(work)
+        decider = BatchDecider(
+            loaded,
+            now=now,
+            source=self._settings.event_source,
+            currencies=self._settings.currencies,
+            max_amount=self._settings.max_amount,
+        )
+        for item in work:
+            decider.apply(item)
+        await self._persist_and_publish(decider.plan, dead)
+        _observe(decider.plan, dead, fetched_at, len(records))
+
+    async def _load(self, work: Sequence[Item]) -> Loaded:
+        keys, transfers, refs = _wanted(work)
+        inbox_ids = [i.inbox_id for i in work if isinstance(i, CommandItem | LegItem)]
+        store = self._store
+        accounts, inbox, found_transfers, found_refs = await asyncio.gather(
+            store.find_by_ids(store.accounts, keys),
+            store.find_by_ids(store.inbox, inbox_ids),
+            store.find_by_ids(store.transfers, transfers),
+            store.find_by_ids(store.refs, refs),
+        )
+        maybe = {
+            key: doc.get("outbox", [])
+            for key, doc in accounts.items()
+            if self._flushed.get(key) != doc.get("version")
+        }
+        unknown = [r["_id"] for records in maybe.values() for r in records if r["_id"] not in inbox]
+        if unknown:
+            inbox |= await store.find_by_ids(store.inbox, unknown)
+        unflushed = {
+            key: pending
+            for key, records in maybe.items()
+            if (pending := [r for r in records if r["_id"] not in inbox])
+        }
+        return Loaded(accounts, inbox, set(found_transfers), set(found_refs), unflushed)
+
+    async def _persist_and_publish(self, plan: Plan, dead: list[DeadItem]) -> None:
+        store = self._store
+        # (a) decisions that touch no existing account become final before any account
+        # changes, so a redelivery cannot decide them differently against newer state.
+        await store.put_inbox([_inbox_record(r) for r in plan.first_inbox])
+        writes = [self._account_write(key, plan) for key in plan.touched]
+        await store.write_accounts(writes)  # (b) one atomic write per account
+        await store.write_effects(_effects(plan.flush))  # (c) journal, transfers, refs
+        await self._publisher.publish(self._messages(plan, dead))  # (d)
+        first = {r["_id"] for r in plan.first_inbox}
+        await store.put_inbox([_inbox_record(r) for r in plan.flush if r["_id"] not in first])
+        await store.complete_commands([r["outcome"] for r in plan.flush if r.get("completes")])
+        for write in writes:  # (e) done: every outbox written above is now flushed
+            key = write.document["_id"]
+            self._flushed[key] = 1 if write.loaded_version is None else write.loaded_version + 1
+
+    def _account_write(self, key: str, plan: Plan) -> AccountWrite:
+        document = plan.touched[key].model_dump(by_alias=True, exclude={"version"})
+        return AccountWrite(document, plan.versions[key], plan.outboxes.get(key, []))
+
+    def _messages(self, plan: Plan, dead: list[DeadItem]) -> list[Message]:
+        s = self._settings
+        messages: list[Message] = []
+        for record in [*plan.flush, *plan.republish]:
+            if record.get("outcome"):
+                messages.append(outcome_message(s.topic_events, record["outcome"]))
+            if record.get("leg"):
+                messages.append(self._leg_message(record["leg"]))
+        messages += [dead_letter(s.topic_dlq, d.record, d.reason, d.detail) for d in dead]
+        return messages
+
+    def _leg_message(self, leg: Doc) -> Message:
+        account = leg["to_account"] if leg["leg"] == "credit" else leg["from_account"]
+        headers = [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", f"{leg['command_id']}:{leg['leg']}".encode()),
+            ("ce_source", self._settings.event_source.encode()),
+            ("ce_type", LEG_TYPE.encode()),
+            ("ce_subject", account.encode()),
+            ("content-type", b"application/json"),
+        ]
+        return Message(self._settings.topic_transfers, account.encode(), leg_value(leg), headers)
+
+
+def _wanted(work: Sequence[Item]) -> tuple[list[str], list[str], list[str]]:
+    keys: list[str] = []
+    transfers: list[str] = []
+    refs: list[str] = []
+    for item in work:
+        if isinstance(item, LegItem):
+            keys.append(item.leg.account_key)
+        elif isinstance(item, CommandItem) and isinstance(item.admission, tuple):
+            command = item.admission[0]
+            keys.append(command.account_key)
+            if isinstance(command, Transfer):
+                transfers.append(command.transfer_id)
+            if isinstance(command, Deposit | Withdrawal):
+                refs.append(ref_id(command.account_id, command.external_ref))
+    return keys, transfers, refs
+
+
+def _inbox_record(record: Doc) -> Doc:
+    return {k: record[k] for k in _INBOX_FIELDS if k in record}
+
+
+def _effects(records: list[Doc]) -> Effects:
+    effects = Effects()
+    for record in records:
+        effects.entries += record.get("entries", [])
+        transfer = record.get("transfer")
+        if transfer is not None and transfer["state"] == "debited":
+            effects.new_transfers.append(transfer)
+        elif transfer is not None:
+            fields = {k: transfer[k] for k in ("state", "reason", "updated_at")}
+            effects.transfer_updates.append(
+                {"_id": transfer["_id"], "command_id": transfer["command_id"], "set": fields}
+            )
+        for entry in record.get("entries", []):
+            if entry.get("external_ref"):
+                ref = ref_id(entry["account_id"], entry["external_ref"])
+                effects.refs.append({"_id": ref, "command_id": entry["command_id"]})
+    return effects
+
+
+def _observe(plan: Plan, dead: list[DeadItem], fetched_at: float, size: int) -> None:
+    done = time.time()
+    metrics.BATCH_SIZE.observe(size)
+    for command_type, verdict in plan.accepted:
+        outcome = "accepted" if verdict == "accepted" else "rejected"
+        metrics.COMMANDS.labels(command_type, outcome).inc()
+        if outcome == "rejected":
+            metrics.REJECTIONS.labels(verdict).inc()
+    for stamp in plan.timestamps:
+        metrics.PROCESSING_SECONDS.observe(done - fetched_at)
+        metrics.END_TO_END_SECONDS.observe(max(0.0, done - stamp / 1000))
+    for item in dead:
+        metrics.DLQ.labels(item.reason).inc()
+    metrics.DUPLICATES.inc(len(plan.republish))

@@ -1,0 +1,120 @@
+"""Tally's configuration: one frozen settings object built from TALLY_* environment variables."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """Bad configuration; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TALLY_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = "localhost:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = Field(default=None, repr=False)
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    group_id: str = "tally"
+
+    topic_commands: str = "ledger.commands"
+    topic_events: str = "ledger.events"
+    topic_transfers: str = "ledger.transfers"
+    topic_dlq: str = "ledger.dlq"
+    create_topics: bool = True
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    mongo_uri: str = Field(default="mongodb://localhost:27017", repr=False)
+    mongo_db: str = "tally"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+
+    jwt_secret: str | None = Field(default=None, repr=False)
+    jwt_public_key: str | None = Field(default=None, repr=False)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    event_source: str = "tally"
+    max_amount: int = Field(default=10**15, ge=1)
+    currencies: Annotated[frozenset[str], NoDecode] = frozenset({"EUR", "USD", "GBP", "CHF", "JPY"})
+    max_message_bytes: int = Field(default=65536, ge=1)
+
+    batch_max_records: int = Field(default=500, ge=1)
+    poll_timeout_ms: int = Field(default=100, ge=1)
+    shutdown_timeout: float = Field(default=30.0, gt=0)
+    session_timeout_ms: int = Field(default=10000, ge=1000)
+    retry_backoff_max: float = Field(default=5.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("currencies", mode="before")
+    @classmethod
+    def _split_currencies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(c.strip().upper() for c in value.split(",") if c.strip())
+        return value
+
+    @field_validator("currencies")
+    @classmethod
+    def _iso_codes(cls, value: frozenset[str]) -> frozenset[str]:
+        bad = sorted(c for c in value if len(c) != 3 or not c.isalpha())
+        if bad or not value:
+            raise ValueError(f"expected comma-separated ISO 4217 codes, got {sorted(value)}")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _jwt_key_required(self) -> Settings:
+        if not self.jwt_secret and not self.jwt_public_key:
+            raise ValueError("TALLY_JWT_SECRET or TALLY_JWT_PUBLIC_KEY must be set")
+        return self
+
+    @property
+    def kafka_options(self) -> dict[str, object]:
+        """Connection options shared by every aiokafka client."""
+        options: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            options |= {
+                "sasl_mechanism": self.kafka_sasl_mechanism,
+                "sasl_plain_username": self.kafka_sasl_username,
+                "sasl_plain_password": self.kafka_sasl_password,
+            }
+        if self.kafka_security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(
+                cafile=self.kafka_ssl_cafile,
+                certfile=self.kafka_ssl_certfile,
+                keyfile=self.kafka_ssl_keyfile,
+            )
+        return options
+
+
+def load_settings() -> Settings:
+    """Build Settings, turning a validation error into one line naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first["loc"]
+        name = f"TALLY_{str(loc[0]).upper()}" if loc else "configuration"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid configuration: {name}: {message}") from None

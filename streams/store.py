@@ -1,0 +1,168 @@
+"""MongoDB adapter: one atomic write per account, idempotent derived writes, all by _id."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import AsyncMongoClient, InsertOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from streams import metrics
+
+Doc = dict[str, Any]
+_DUPLICATE_KEY = 11000
+
+
+class ConflictError(Exception):
+    """Another writer changed an account since it was loaded; the batch is decided again."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountWrite:
+    """The new state of one account and the outbox of the decisions made on it."""
+
+    document: Doc
+    loaded_version: int | None  # None: the account is new (opened in this batch)
+    outbox: list[Doc]
+
+
+@dataclass(slots=True)
+class Effects:
+    """Idempotent writes derived from decisions (deterministic ids; safe to repeat)."""
+
+    entries: list[Doc] = field(default_factory=list)
+    new_transfers: list[Doc] = field(default_factory=list)
+    transfer_updates: list[Doc] = field(default_factory=list)
+    refs: list[Doc] = field(default_factory=list)
+
+
+class MongoStore:
+    """Tally's collections: accounts, entries, transfers (SPEC §9), inbox, external_refs."""
+
+    def __init__(self, client: AsyncMongoClient[Doc], database: str) -> None:
+        self._client = client
+        db: AsyncDatabase[Doc] = client[database]
+        self.accounts: AsyncCollection[Doc] = db["accounts"]
+        self.entries: AsyncCollection[Doc] = db["entries"]
+        self.transfers: AsyncCollection[Doc] = db["transfers"]
+        self.inbox: AsyncCollection[Doc] = db["inbox"]
+        self.refs: AsyncCollection[Doc] = db["external_refs"]
+
+    @classmethod
+    def connect(cls, uri: str, database: str, timeout_ms: int = 5000) -> MongoStore:
+        client: AsyncMongoClient[Doc] = AsyncMongoClient(
+            uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+        )
+        return cls(client, database)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def ping(self) -> None:
+        async with _timed("ping"):
+            await self._client.admin.command("ping")
+
+    async def ensure_indexes(self) -> None:
+        async with _timed("create_indexes"):
+            await self.accounts.create_index("owner_id")
+            await self.entries.create_index([("account_id", 1), ("at", 1)])
+            await self.entries.create_index("command_id")
+            await self.transfers.create_index("from_account")
+            await self.transfers.create_index("to_account")
+
+    async def find_by_ids(
+        self, collection: AsyncCollection[Doc], ids: Iterable[str]
+    ) -> dict[str, Doc]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        async with _timed(f"find_{collection.name}"):
+            return {doc["_id"]: doc async for doc in collection.find({"_id": {"$in": wanted}})}
+
+    async def put_inbox(self, records: Sequence[Doc]) -> None:
+        """Insert inbox records; an existing record wins (first decision is final)."""
+        ops = [UpdateOne({"_id": r["_id"]}, {"$setOnInsert": r}, upsert=True) for r in records]
+        await self._bulk(self.inbox, ops, "inbox")
+
+    async def complete_commands(self, outcomes: Sequence[Doc]) -> None:
+        """Record a saga's terminal outcome on the transfer command's inbox record."""
+        ops = [
+            UpdateOne({"_id": o["correlationid"]}, {"$set": {"outcome": o}}, upsert=True)
+            for o in outcomes
+        ]
+        await self._bulk(self.inbox, ops, "inbox_complete")
+
+    async def write_accounts(self, writes: Sequence[AccountWrite]) -> None:
+        """One atomic single-document write per account, version-checked."""
+        ops: list[Any] = [_account_op(w) for w in writes]
+        if not ops:
+            return
+        try:
+            async with _timed("accounts"):
+                result = await self.accounts.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            raise ConflictError(
+                f"{len(exc.details['writeErrors'])} account write(s) conflicted"
+            ) from exc
+        expected = sum(1 for w in writes if w.loaded_version is not None)
+        if result.matched_count != expected:
+            raise ConflictError(
+                f"{expected - result.matched_count} account(s) changed since loaded"
+            )
+
+    async def write_effects(self, effects: Effects) -> None:
+        await self._insert_all(self.entries, effects.entries, "entries")
+        transfer_ops = [
+            UpdateOne({"_id": t["_id"]}, {"$setOnInsert": t}, upsert=True)
+            for t in effects.new_transfers
+        ] + [
+            UpdateOne({"_id": u["_id"], "command_id": u["command_id"]}, {"$set": u["set"]})
+            for u in effects.transfer_updates
+        ]
+        await self._bulk(self.transfers, transfer_ops, "transfers")
+        ref_ops = [
+            UpdateOne({"_id": r["_id"]}, {"$setOnInsert": r}, upsert=True) for r in effects.refs
+        ]
+        await self._bulk(self.refs, ref_ops, "external_refs")
+
+    async def _insert_all(self, collection: AsyncCollection[Doc], docs: list[Doc], op: str) -> None:
+        if not docs:
+            return
+        try:
+            async with _timed(op):
+                await collection.bulk_write([InsertOne(d) for d in docs], ordered=False)
+        except BulkWriteError as exc:
+            # A repeated flush re-inserts entries that already exist: that is the idempotence.
+            others = [e for e in exc.details["writeErrors"] if e.get("code") != _DUPLICATE_KEY]
+            if others:
+                raise
+
+    async def _bulk(self, collection: AsyncCollection[Doc], ops: list[Any], op: str) -> None:
+        if ops:
+            async with _timed(op):
+                await collection.bulk_write(ops, ordered=False)
+
+
+def _account_op(write: AccountWrite) -> InsertOne[Doc] | UpdateOne:
+    if write.loaded_version is None:
+        return InsertOne({**write.document, "version": 1, "outbox": write.outbox})
+    fields = {k: v for k, v in write.document.items() if k != "_id"}
+    fields |= {"version": write.loaded_version + 1, "outbox": write.outbox}
+    return UpdateOne(
+        {"_id": write.document["_id"], "version": write.loaded_version}, {"$set": fields}
+    )
+
+
+@asynccontextmanager
+async def _timed(operation: str) -> AsyncIterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        metrics.MONGO_SECONDS.labels(operation).observe(time.perf_counter() - started)
