@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install infra-up infra-down infra-status lint fmt test test-unit run chaos bench clean
+.PHONY: help install infra-up infra-down infra-status lint fmt test test-unit run chaos bench asyncapi clean
 
 help:
 	@echo "make run      install, start local Kafka + MongoDB-wire server, run the worker"
@@ -55,6 +55,9 @@ chaos: install infra-up
 
 bench: install infra-up
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+asyncapi: install
+	TALLY_JWT_SECRET=unused-for-generation-0123456789abcdef $(BIN)/tally asyncapi > docs/asyncapi.json
 
 clean: infra-down
 	rm -rf .local $(VENV) *.egg-info

@@ -1,0 +1,242 @@
+"""Black-box harness: run `tally worker` as a subprocess on isolated topics and a fresh database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import AsyncMongoClient
+
+KAFKA = os.environ.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+MONGO = os.environ.get("TALLY_MONGO_URI", "mongodb://127.0.0.1:27017")
+SECRET = "e2e-secret-that-is-long-enough-for-hs256!"
+TALLY = str(Path(sys.executable).with_name("tally"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def token(
+    sub: str = "ops-1", roles: Iterable[str] = ("ops",), ttl: int = 3600, **extra: Any
+) -> str:
+    claims = {"sub": sub, "roles": list(roles), "exp": int(time.time()) + ttl, **extra}
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+@dataclass
+class Outcome:
+    id: str
+    type: str
+    subject: str | None
+    correlationid: str
+    causationid: str | None
+    key: bytes | None
+    headers: dict[str, str]
+    data: dict[str, Any]
+
+
+@dataclass
+class Tally:
+    """One isolated Tally deployment: its topics, database, group and HTTP port."""
+
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    port: int = field(default_factory=free_port)
+    partitions: int = 3
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def topics(self) -> dict[str, str]:
+        return {k: f"e2e-{self.run}.{k}" for k in ("commands", "events", "transfers", "dlq")}
+
+    @property
+    def db(self) -> str:
+        return f"e2e_{self.run}"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env |= {
+            "TALLY_KAFKA_BOOTSTRAP": KAFKA,
+            "TALLY_MONGO_URI": MONGO,
+            "TALLY_MONGO_DB": self.db,
+            "TALLY_GROUP_ID": f"e2e-{self.run}",
+            "TALLY_HTTP_PORT": str(self.port),
+            "TALLY_JWT_SECRET": SECRET,
+            "TALLY_PARTITIONS": str(self.partitions),
+            "TALLY_LOG_FORMAT": "json",
+            "TALLY_SESSION_TIMEOUT_MS": "6000",
+        }
+        env |= {f"TALLY_TOPIC_{k.upper()}": v for k, v in self.topics.items()}
+        return env | overrides
+
+    def start(self, log: Path, **overrides: str) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [TALLY, "worker"], env=self.env(**overrides), stdout=out, stderr=out
+            )
+        return self.process
+
+    def stop(self, timeout: float = 40) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        from aiohttp import ClientSession
+
+        deadline = time.monotonic() + timeout
+        async with ClientSession() as http:
+            while time.monotonic() < deadline:
+                assert self.process is not None and self.process.poll() is None, "worker exited"
+                try:
+                    async with http.get(f"http://127.0.0.1:{self.port}/readyz") as response:
+                        if response.status == 200:
+                            return
+                except OSError:
+                    pass
+                await asyncio.sleep(0.3)
+        raise TimeoutError("worker did not become ready")
+
+    async def cleanup(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            doomed = [t for t in self.topics.values() if t in existing]
+            if doomed:
+                await admin.delete_topics(doomed)
+        finally:
+            await admin.close()
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO)
+        await client.drop_database(self.db)
+        await client.close()
+
+
+class Producer:
+    """An upstream producer: sends CloudEvents in binary (default) or structured mode."""
+
+    def __init__(self, tally: Tally) -> None:
+        self._tally = tally
+        self._producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
+
+    async def __aenter__(self) -> Producer:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._producer.stop()
+
+    async def send(
+        self,
+        command_type: str,
+        data: Any,
+        *,
+        command_id: str | None = None,
+        auth: str | None = None,
+        key: str | None = None,
+        structured: bool = False,
+        extra_headers: list[tuple[str, bytes]] | None = None,
+    ) -> str:
+        command_id = command_id or str(uuid.uuid4())
+        auth = token() if auth is None else auth
+        if key is None and isinstance(data, dict):
+            key = data.get("from_account") or data.get("account_id")
+        attributes = {"specversion": "1.0", "id": command_id, "source": "e2e", "type": command_type}
+        if auth:
+            attributes["authtoken"] = auth
+        if structured:
+            value = orjson.dumps({**attributes, "data": data})
+            headers = [("content-type", b"application/cloudevents+json")]
+        else:
+            value = orjson.dumps(data)
+            headers = [(f"ce_{k}", v.encode()) for k, v in attributes.items()]
+            headers.append(("content-type", b"application/json"))
+        await self.raw(
+            value, key=key.encode() if key else None, headers=headers + (extra_headers or [])
+        )
+        return command_id
+
+    async def raw(
+        self,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        await self._producer.send_and_wait(
+            self._tally.topics["commands"], value, key=key, headers=headers or []
+        )
+
+
+class Reader:
+    """A downstream consumer of one topic, from the beginning."""
+
+    def __init__(self, topic: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=KAFKA, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        self.records: list[Any] = []
+
+    async def __aenter__(self) -> Reader:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def until(self, predicate: Any, timeout: float = 30) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.records):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met; have {len(self.records)} records")
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                self.records.extend(records)
+        return self.records
+
+
+def outcome(record: Any) -> Outcome:
+    headers = {k: v.decode() for k, v in record.headers}
+    return Outcome(
+        id=headers["ce_id"],
+        type=headers["ce_type"],
+        subject=headers.get("ce_subject"),
+        correlationid=headers["ce_correlationid"],
+        causationid=headers.get("ce_causationid"),
+        key=record.key,
+        headers=headers,
+        data=orjson.loads(record.value),
+    )
+
+
+class Outcomes(Reader):
+    """Outcome events, looked up by command id."""
+
+    def by_command(self) -> dict[str, list[Outcome]]:
+        found: dict[str, list[Outcome]] = {}
+        for record in self.records:
+            event = outcome(record)
+            found.setdefault(event.correlationid, []).append(event)
+        return found
+
+    async def of(self, *command_ids: str, timeout: float = 30) -> dict[str, Outcome]:
+        await self.until(lambda _: all(c in self.by_command() for c in command_ids), timeout)
+        found = self.by_command()
+        return {c: found[c][0] for c in command_ids}
