@@ -39,7 +39,7 @@ class Record:
     timestamp: int
 
 
-class Crash(Exception):
+class SimulatedCrashError(Exception):
     pass
 
 
@@ -52,7 +52,7 @@ class CrashingStore(MongoStore):
     async def _maybe_crash(self, step: str) -> None:
         if self.crash_after == step:
             self.crash_after = None
-            raise Crash(step)
+            raise SimulatedCrashError(step)
 
     async def put_inbox(self, records: Sequence[dict[str, Any]]) -> None:
         await super().put_inbox(records)
@@ -78,7 +78,7 @@ class RecordingPublisher:
     async def publish(self, messages: Sequence[Message]) -> None:
         if self.fail_next:
             self.fail_next = False
-            raise Crash("publish")
+            raise SimulatedCrashError("publish")
         self.sent.extend(messages)
 
 
@@ -172,7 +172,7 @@ async def test_a_batch_replayed_after_a_crash_has_its_effects_once_and_the_same_
     settings, store, publisher, db = env
     store.crash_after = None if crash_after == "publish" else crash_after
     publisher.fail_next = crash_after == "publish"
-    with pytest.raises(Crash):
+    with pytest.raises(SimulatedCrashError):
         await pipeline(settings, store, publisher).process(batch(), time.time())
     # A new process (fresh caches) receives the same records again, as after kill -9.
     await pipeline(settings, store, publisher).process(batch(), time.time())
