@@ -48,7 +48,7 @@ test: install lint infra-up
 	$(BIN)/pytest tests/unit tests/integration tests/e2e tests/chaos -q $(PYTEST_ARGS)
 
 run: install infra-up
-	$(BIN)/tally worker
+	@source deploy/local/dev.env && exec $(BIN)/tally worker
 
 chaos: install infra-up
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
