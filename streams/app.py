@@ -169,10 +169,11 @@ class Worker:
                     extra={"error": repr(exc)[:300], "records": len(records)},
                     exc_info=not _is_transient(exc),
                 )
-            if time.monotonic() > self._deadline:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
                 log.warning("shutdown deadline passed; batch left for redelivery")
                 return False
-            await self._sleep(delay)
+            await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, self.settings.retry_backoff_max)
 
     async def _on_revoked(self, revoked: Any) -> None:

@@ -56,8 +56,20 @@ class MongoStore:
 
     @classmethod
     def connect(cls, uri: str, database: str, timeout_ms: int = 5000) -> MongoStore:
+        # Acknowledged by a majority and journaled unless the URI says otherwise: an account
+        # write is the commit point of a decision (ADR 4), so it must survive a server crash.
+        query = uri.partition("?")[2].lower()
+        durability: dict[str, Any] = {}
+        if "w=" not in query:
+            durability["w"] = "majority"
+        if "journal=" not in query:
+            durability["journal"] = True
         client: AsyncMongoClient[Doc] = AsyncMongoClient(
-            uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+            uri,
+            tz_aware=True,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            **durability,
         )
         return cls(client, database)
 
