@@ -16,6 +16,7 @@ FERRET_BIN="$LOCAL/bin/ferretdb"
 FERRET_DATA="$LOCAL/ferretdb/data"
 MONGOD_DATA="$LOCAL/mongod"
 POM="$ROOT/deploy/local/kafka/pom.xml"
+FERRET_PATCH="$ROOT/deploy/local/ferretdb/update-statements.patch"
 KAFKA_VERSION_STAMP="$KAFKA_LIBS/.pom.sha256"
 
 FERRETDB_VERSION="${TALLY_FERRETDB_VERSION:-v1.24.2}"
@@ -195,22 +196,29 @@ use_mongod() {
 }
 
 ferretdb_fetch() {
-  [[ -x $FERRET_BIN ]] && return 0
+  local want mod="github.com/FerretDB/FerretDB" src build="$LOCAL/ferretdb-build"
+  want="$FERRETDB_VERSION $(sha256sum "$FERRET_PATCH" | cut -d' ' -f1)"
+  if [[ -x $FERRET_BIN && -f $FERRET_BIN.stamp && "$(<"$FERRET_BIN.stamp")" == "$want" ]]; then
+    return 0
+  fi
   command -v go >/dev/null || die "go not found on PATH (used once to build FerretDB $FERRETDB_VERSION)"
   log "building FerretDB $FERRETDB_VERSION with go (once, about 2 minutes cold)"
-  local mod="github.com/FerretDB/FerretDB" src build="$LOCAL/ferretdb-build"
   # Not `go install ...@version`: the module zip lacks the generated build/version/version.txt,
   # so that binary panics at start, and some proxies refuse the version list it asks for.
-  # Build a copy of the exact version with version.txt written; its go.sum pins every dependency.
+  # We build a copy of the exact version with version.txt written and one small patch applied
+  # (ADR 0001: updates of 100+ statements deadlock); its go.sum pins every dependency.
   src="$(go mod download -json "$mod@$FERRETDB_VERSION" 2>>"$LOGS/ferretdb-build.log" |
     sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   [[ -n $src ]] || die "FerretDB download failed; see $LOGS/ferretdb-build.log"
   rm -rf "$build" && mkdir -p "$build" && cp -R "$src/." "$build/" && chmod -R u+w "$build"
   echo "$FERRETDB_VERSION" >"$build/build/version/version.txt"
   echo "tally-local" >"$build/build/version/package.txt"
-  (cd "$build" && GOFLAGS=-mod=readonly go build -trimpath -o "$FERRET_BIN.tmp" ./cmd/ferretdb) \
+  patch -s -d "$build" -p1 <"$FERRET_PATCH" >>"$LOGS/ferretdb-build.log" 2>&1 ||
+    die "FerretDB patch did not apply; see $LOGS/ferretdb-build.log"
+  (cd "$build" && GOFLAGS=-mod=readonly go build -trimpath -buildvcs=false -o "$FERRET_BIN.tmp" ./cmd/ferretdb) \
     >>"$LOGS/ferretdb-build.log" 2>&1 || die "FerretDB build failed; see $LOGS/ferretdb-build.log"
   mv "$FERRET_BIN.tmp" "$FERRET_BIN"
+  echo "$want" >"$FERRET_BIN.stamp"
   rm -rf "$build"
 }
 
@@ -244,7 +252,7 @@ mongo_start() {
   else
     ferretdb_fetch
     mkdir -p "$FERRET_DATA"
-    setsid nohup "$FERRET_BIN" --handler=sqlite --sqlite-url="file:$FERRET_DATA/" \
+    setsid nohup "$FERRET_BIN" --handler=sqlite --sqlite-url="file:$FERRET_DATA/?_pragma=synchronous(normal)" \
       --listen-addr="$MONGO_HOST:$MONGO_PORT" --telemetry=disable --debug-addr=- \
       --log-level=error >>"$LOGS/ferretdb.log" 2>&1 </dev/null &
     echo $! >"$RUN/mongo.pid"
