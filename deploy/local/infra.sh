@@ -2,26 +2,31 @@
 # Local Kafka (KRaft, 127.0.0.1:9092) and a MongoDB-wire server (127.0.0.1:27017) without Docker.
 # Usage: infra.sh up|down|status|reset|start-kafka|stop-kafka|start-mongo|stop-mongo
 # Everything lives under <repo>/.local (git-ignored); see docs/adr/0001-local-infrastructure.md.
+# A second, private pair (the chaos suite stops its brokers) runs beside the default one with
+#   TALLY_INFRA_STATE=<dir> (data, logs, pid files; downloads stay in .local)
+#   TALLY_INFRA_KAFKA_PORT, TALLY_INFRA_CONTROLLER_PORT, TALLY_INFRA_MONGO_PORT
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LOCAL="$ROOT/.local"
-LOGS="$LOCAL/logs"
-RUN="$LOCAL/run"
-KAFKA_DIR="$LOCAL/kafka"
-KAFKA_LIBS="$KAFKA_DIR/libs"
+STATE="${TALLY_INFRA_STATE:-$LOCAL}"
+LOGS="$STATE/logs"
+RUN="$STATE/run"
+KAFKA_DIR="$STATE/kafka"
+KAFKA_LIBS="$LOCAL/kafka/libs"
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_PROPS="$KAFKA_DIR/server.properties"
 FERRET_BIN="$LOCAL/bin/ferretdb"
-FERRET_DATA="$LOCAL/ferretdb/data"
-MONGOD_DATA="$LOCAL/mongod"
+FERRET_DATA="$STATE/ferretdb/data"
+MONGOD_DATA="$STATE/mongod"
 POM="$ROOT/deploy/local/kafka/pom.xml"
 FERRET_PATCH="$ROOT/deploy/local/ferretdb/update-statements.patch"
 KAFKA_VERSION_STAMP="$KAFKA_LIBS/.pom.sha256"
 
 FERRETDB_VERSION="${TALLY_FERRETDB_VERSION:-v1.24.2}"
-KAFKA_HOST=127.0.0.1 KAFKA_PORT=9092 CONTROLLER_PORT=9093
-MONGO_HOST=127.0.0.1 MONGO_PORT=27017
+KAFKA_HOST=127.0.0.1 KAFKA_PORT="${TALLY_INFRA_KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${TALLY_INFRA_CONTROLLER_PORT:-9093}"
+MONGO_HOST=127.0.0.1 MONGO_PORT="${TALLY_INFRA_MONGO_PORT:-27017}"
 KAFKA_TIMEOUT="${TALLY_INFRA_KAFKA_TIMEOUT:-90}"
 MONGO_TIMEOUT="${TALLY_INFRA_MONGO_TIMEOUT:-60}"
 PY="$ROOT/.venv/bin/python"
