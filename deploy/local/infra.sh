@@ -8,12 +8,14 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-LOCAL="$ROOT/.local"
+LOCAL="$ROOT/.local" # downloads and builds, shared by every state dir
+# TALLY_INFRA_STATE and the port variables give a private pair (chaos tests stop and start it)
+# with its own data, logs and pid files, reusing the jars and binary under .local.
 STATE="${TALLY_INFRA_STATE:-$LOCAL}"
 LOGS="$STATE/logs"
 RUN="$STATE/run"
-KAFKA_DIR="$STATE/kafka"
 KAFKA_LIBS="$LOCAL/kafka/libs"
+KAFKA_DIR="$STATE/kafka"
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_PROPS="$KAFKA_DIR/server.properties"
 FERRET_BIN="$LOCAL/bin/ferretdb"
@@ -24,14 +26,16 @@ FERRET_PATCH="$ROOT/deploy/local/ferretdb/update-statements.patch"
 KAFKA_VERSION_STAMP="$KAFKA_LIBS/.pom.sha256"
 
 FERRETDB_VERSION="${TALLY_FERRETDB_VERSION:-v1.24.2}"
-KAFKA_HOST=127.0.0.1 KAFKA_PORT="${TALLY_INFRA_KAFKA_PORT:-9092}"
+KAFKA_HOST=127.0.0.1
+KAFKA_PORT="${TALLY_INFRA_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${TALLY_INFRA_CONTROLLER_PORT:-9093}"
-MONGO_HOST=127.0.0.1 MONGO_PORT="${TALLY_INFRA_MONGO_PORT:-27017}"
+MONGO_HOST=127.0.0.1
+MONGO_PORT="${TALLY_INFRA_MONGO_PORT:-27017}"
 KAFKA_TIMEOUT="${TALLY_INFRA_KAFKA_TIMEOUT:-90}"
 MONGO_TIMEOUT="${TALLY_INFRA_MONGO_TIMEOUT:-60}"
 PY="$ROOT/.venv/bin/python"
 
-mkdir -p "$LOGS" "$RUN"
+mkdir -p "$LOGS" "$RUN" "$LOCAL"
 
 log() { printf 'infra: %s\n' "$*" >&2; }
 die() { printf 'infra: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -67,6 +71,13 @@ stop_service() { # pidname [label]: SIGTERM, wait up to 30 s, then SIGKILL; keep
 }
 
 # ---------------------------------------------------------------- Kafka
+
+locked() { # runs "$@" holding .local/.fetch.lock: two concurrent `up`s must not fetch or build twice
+  (
+    flock 9
+    "$@"
+  ) 9>"$LOCAL/.fetch.lock"
+}
 
 kafka_fetch() {
   local want
@@ -178,7 +189,7 @@ kafka_start() {
   if pid_of kafka >/dev/null || port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
     log "kafka already answering on $KAFKA_HOST:$KAFKA_PORT"
   else
-    kafka_fetch
+    locked kafka_fetch
     kafka_config
     kafka_format
     # setsid: the broker must outlive this shell and not get the terminal's SIGINT.
@@ -255,7 +266,7 @@ mongo_start() {
     echo $! >"$RUN/mongo.pid"
     log "mongod starting (pid $!, log $LOGS/mongod.log)"
   else
-    ferretdb_fetch
+    locked ferretdb_fetch
     mkdir -p "$FERRET_DATA"
     setsid nohup "$FERRET_BIN" --handler=sqlite --sqlite-url="file:$FERRET_DATA/?_pragma=synchronous(normal)" \
       --listen-addr="$MONGO_HOST:$MONGO_PORT" --telemetry=disable --debug-addr=- \
