@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Local Kafka (KRaft, 127.0.0.1:9092) and a MongoDB-wire server (127.0.0.1:27017) without Docker.
-# Usage: infra.sh up|down|status|reset|start-kafka|stop-kafka|start-mongo|stop-mongo
+# Usage: infra.sh up|down|status|reset|build|start-kafka|stop-kafka|start-mongo|stop-mongo
 # Everything lives under <repo>/.local (git-ignored); see docs/adr/0001-local-infrastructure.md.
 # A second, private pair (the chaos suite stops its brokers) runs beside the default one with
 #   TALLY_INFRA_STATE=<dir> (data, logs, pid files; downloads stay in .local)
@@ -223,6 +223,7 @@ ferretdb_fetch() {
   # so that binary panics at start, and some proxies refuse the version list it asks for.
   # We build a copy of the exact version with version.txt written and one small patch applied
   # (ADR 0001: updates of 100+ statements deadlock); its go.sum pins every dependency.
+  : >"$LOGS/ferretdb-build.log"
   src="$(go mod download -json "$mod@$FERRETDB_VERSION" 2>>"$LOGS/ferretdb-build.log" |
     sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   [[ -n $src ]] || die "FerretDB download failed; see $LOGS/ferretdb-build.log"
@@ -332,12 +333,16 @@ case "${1:-}" in
     echo "infra: $MONGO_NAME ready in ${MONGO_SECS}s"
     ;;
   stop-mongo) stop_service mongo "$(mongo_label)" ;;
+  build) # fetch the Kafka jars and build FerretDB without starting anything
+    locked kafka_fetch
+    use_mongod || locked ferretdb_fetch
+    ;;
   status)
     status_line kafka kafka "$KAFKA_PORT"
     status_line "$(mongo_label)" mongo "$MONGO_PORT"
     ;;
   *)
-    echo "usage: $0 up|down|status|reset|start-kafka|stop-kafka|start-mongo|stop-mongo" >&2
+    echo "usage: $0 up|down|status|reset|build|start-kafka|stop-kafka|start-mongo|stop-mongo" >&2
     exit 2
     ;;
 esac

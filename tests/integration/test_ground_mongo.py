@@ -106,3 +106,21 @@ async def test_in_on_id_returns_only_the_existing_documents(db: AsyncDatabase[Do
     await db.accounts.insert_many([{"_id": f"a{i}"} for i in range(5)])
     found = await db.accounts.find({"_id": {"$in": ["a1", "a3", "missing"]}}).to_list()
     assert sorted(d["_id"] for d in found) == ["a1", "a3"]
+
+
+async def test_unordered_bulk_update_reports_the_failing_statement_and_applies_the_rest(
+    db: AsyncDatabase[Doc],
+) -> None:
+    await db.refs.create_index("ref", unique=True)
+    await db.refs.insert_many([{"_id": i, "n": 0, "ref": f"r{i}"} for i in range(3)])
+    ops = [
+        UpdateOne({"_id": 0}, {"$inc": {"n": 1}}),
+        UpdateOne({"_id": 9}, {"$setOnInsert": {"ref": "r1"}}, upsert=True),
+        UpdateOne({"_id": 2}, {"$inc": {"n": 1}}),
+    ]
+    with pytest.raises(BulkWriteError) as caught:
+        await db.refs.bulk_write(ops, ordered=False)
+    details = caught.value.details
+    assert [(e["index"], e["code"]) for e in details["writeErrors"]] == [(1, 11000)]
+    assert details["nModified"] == 2
+    assert {d["_id"]: d["n"] async for d in db.refs.find()} == {0: 1, 1: 0, 2: 1}
