@@ -33,7 +33,7 @@ MONGO_HOST=127.0.0.1
 MONGO_PORT="${TALLY_INFRA_MONGO_PORT:-27017}"
 KAFKA_TIMEOUT="${TALLY_INFRA_KAFKA_TIMEOUT:-90}"
 MONGO_TIMEOUT="${TALLY_INFRA_MONGO_TIMEOUT:-60}"
-PY="$ROOT/.venv/bin/python"
+PY="${TALLY_INFRA_PYTHON:-$ROOT/.venv/bin/python}" # readiness probes; java tools without it
 
 mkdir -p "$LOGS" "$RUN" "$LOCAL"
 
@@ -88,9 +88,11 @@ kafka_fetch() {
   command -v java >/dev/null || die "java not found on PATH (Kafka needs a JRE 17+)"
   command -v mvn >/dev/null || die "mvn not found on PATH (used once to fetch Kafka jars from Maven Central)"
   log "fetching Kafka jars from Maven Central (mvn, once)"
-  rm -rf "$KAFKA_LIBS"
-  mvn -q -B -f "$POM" dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS" \
+  rm -rf "$KAFKA_LIBS.new"
+  mvn -q -B -f "$POM" dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS.new" \
     >"$LOGS/kafka-fetch.log" 2>&1 || die "Kafka jar download failed; see $LOGS/kafka-fetch.log"
+  # Swapped in whole: a broker already running keeps its open jars.
+  rm -rf "$KAFKA_LIBS" && mv "$KAFKA_LIBS.new" "$KAFKA_LIBS"
   echo "$want" >"$KAFKA_VERSION_STAMP"
 }
 
