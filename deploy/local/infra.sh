@@ -185,24 +185,25 @@ EOF
   fi
 }
 
-kafka_start() {
-  local t0 pid
-  t0="$(now)"
+kafka_launch() { # starts the broker unless something answers on its port; does not wait
   if pid_of kafka >/dev/null || port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
     log "kafka already answering on $KAFKA_HOST:$KAFKA_PORT"
-  else
-    locked kafka_fetch
-    kafka_config
-    kafka_format
-    # setsid: the broker must outlive this shell and not get the terminal's SIGINT.
-    setsid nohup java -Xmx1g -Xms256m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-      -Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" \
-      -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" >>"$LOGS/kafka.log" 2>&1 </dev/null &
-    echo $! >"$RUN/kafka.pid"
-    log "kafka starting (pid $!, log $LOGS/kafka.log)"
+    return 0
   fi
+  locked kafka_fetch
+  kafka_config
+  kafka_format
+  # setsid: the broker must outlive this shell and not get the terminal's SIGINT.
+  setsid nohup java -Xmx1g -Xms256m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" >>"$LOGS/kafka.log" 2>&1 </dev/null &
+  echo $! >"$RUN/kafka.pid"
+  log "kafka starting (pid $!, log $LOGS/kafka.log)"
+}
+
+kafka_await() {
   wait_until kafka "$KAFKA_TIMEOUT" kafka_ready "$LOGS/kafka.log"
-  KAFKA_SECS="$(since "$t0")"
+  KAFKA_SECS="$(since "$T0")"
 }
 
 # ---------------------------------------------------------------- MongoDB wire (FerretDB or mongod)
@@ -255,14 +256,11 @@ EOF
   fi
 }
 
-mongo_start() {
-  local t0 name
-  t0="$(now)"
-  if use_mongod; then name=mongod; else name=ferretdb; fi
-  MONGO_NAME="$name"
+mongo_launch() { # starts mongod or FerretDB unless something answers on the port; does not wait
+  if use_mongod; then MONGO_NAME=mongod; else MONGO_NAME=ferretdb; fi
   if pid_of mongo >/dev/null || port_open "$MONGO_HOST" "$MONGO_PORT"; then
     log "MongoDB-wire server already answering on $MONGO_HOST:$MONGO_PORT"
-  elif [[ $name == mongod ]]; then
+  elif [[ $MONGO_NAME == mongod ]]; then
     mkdir -p "$MONGOD_DATA"
     setsid nohup mongod --dbpath "$MONGOD_DATA" --bind_ip "$MONGO_HOST" --port "$MONGO_PORT" \
       >>"$LOGS/mongod.log" 2>&1 </dev/null &
@@ -271,14 +269,18 @@ mongo_start() {
   else
     locked ferretdb_fetch
     mkdir -p "$FERRET_DATA"
+    # synchronous(normal) with WAL: no fsync per commit, still safe if the process is killed.
     setsid nohup "$FERRET_BIN" --handler=sqlite --sqlite-url="file:$FERRET_DATA/?_pragma=synchronous(normal)" \
       --listen-addr="$MONGO_HOST:$MONGO_PORT" --telemetry=disable --debug-addr=- \
       --log-level=error >>"$LOGS/ferretdb.log" 2>&1 </dev/null &
     echo $! >"$RUN/mongo.pid"
     log "ferretdb starting (pid $!, log $LOGS/ferretdb.log)"
   fi
-  wait_until "$name" "$MONGO_TIMEOUT" mongo_ready "$LOGS/$name.log"
-  MONGO_SECS="$(since "$t0")"
+}
+
+mongo_await() {
+  wait_until "$MONGO_NAME" "$MONGO_TIMEOUT" mongo_ready "$LOGS/$MONGO_NAME.log"
+  MONGO_SECS="$(since "$T0")"
 }
 
 # ---------------------------------------------------------------- common
@@ -309,10 +311,14 @@ status_line() { # name pidname port
 
 mongo_label() { if use_mongod; then echo mongod; else echo ferretdb; fi; }
 
+T0="$(now)" # readiness times are wall-clock seconds since this command began
 case "${1:-}" in
   up)
-    kafka_start
-    mongo_start
+    # The broker boots while FerretDB builds or starts; both are then awaited.
+    kafka_launch
+    mongo_launch
+    mongo_await
+    kafka_await
     echo "infra-up: kafka ready in ${KAFKA_SECS}s, $MONGO_NAME ready in ${MONGO_SECS}s"
     ;;
   down)
@@ -326,12 +332,14 @@ case "${1:-}" in
     log "data wiped (downloads kept)"
     ;;
   start-kafka)
-    kafka_start
+    kafka_launch
+    kafka_await
     echo "infra: kafka ready in ${KAFKA_SECS}s"
     ;;
   stop-kafka) stop_service kafka ;;
   start-mongo)
-    mongo_start
+    mongo_launch
+    mongo_await
     echo "infra: $MONGO_NAME ready in ${MONGO_SECS}s"
     ;;
   stop-mongo) stop_service mongo "$(mongo_label)" ;;
