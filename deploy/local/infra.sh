@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local Kafka (KRaft, 127.0.0.1:9092) and a MongoDB-wire server (127.0.0.1:27017) without Docker.
 # Usage: infra.sh up|down|status|reset|build|start-kafka|stop-kafka|start-mongo|stop-mongo
+# Env: TALLY_LOCAL_MONGO=mongod|ferretdb, TALLY_INFRA_KAFKA_TIMEOUT / _MONGO_TIMEOUT (s, 90 / 60).
 # Everything lives under <repo>/.local (git-ignored); see docs/adr/0001-local-infrastructure.md.
 # A second, private pair (the chaos suite stops its brokers) runs beside the default one with
 #   TALLY_INFRA_STATE=<dir> (data, logs, pid files; downloads stay in .local)
@@ -9,8 +10,6 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LOCAL="$ROOT/.local" # downloads and builds, shared by every state dir
-# TALLY_INFRA_STATE and the port variables give a private pair (chaos tests stop and start it)
-# with its own data, logs and pid files, reusing the jars and binary under .local.
 STATE="${TALLY_INFRA_STATE:-$LOCAL}"
 LOGS="$STATE/logs"
 RUN="$STATE/run"
