@@ -99,8 +99,9 @@ class MongoStore:
 
     async def put_inbox(self, records: Sequence[Doc]) -> None:
         """Insert inbox records; an existing record wins (first decision is final)."""
-        ops = [UpdateOne({"_id": r["_id"]}, {"$setOnInsert": r}, upsert=True) for r in records]
-        await self._bulk(self.inbox, ops, "inbox")
+        # Inserts, not `$setOnInsert` upserts: same outcome, but FerretDB runs an update or
+        # upsert by _id as a scan of the collection, which made the growing inbox quadratic.
+        await self._insert_all(self.inbox, list(records), "inbox")
 
     async def complete_commands(self, outcomes: Sequence[Doc]) -> None:
         """Record a saga's terminal outcome on the transfer command's inbox record."""
@@ -130,18 +131,15 @@ class MongoStore:
 
     async def write_effects(self, effects: Effects) -> None:
         await self._insert_all(self.entries, effects.entries, "entries")
+        # New documents are inserted (an existing one wins, as with put_inbox) before the
+        # settled transfers are updated, so a debit and its settlement can share a flush.
+        await self._insert_all(self.transfers, effects.new_transfers, "transfers")
         transfer_ops = [
-            UpdateOne({"_id": t["_id"]}, {"$setOnInsert": t}, upsert=True)
-            for t in effects.new_transfers
-        ] + [
             UpdateOne({"_id": u["_id"], "command_id": u["command_id"]}, {"$set": u["set"]})
             for u in effects.transfer_updates
         ]
         await self._bulk(self.transfers, transfer_ops, "transfers")
-        ref_ops = [
-            UpdateOne({"_id": r["_id"]}, {"$setOnInsert": r}, upsert=True) for r in effects.refs
-        ]
-        await self._bulk(self.refs, ref_ops, "external_refs")
+        await self._insert_all(self.refs, effects.refs, "external_refs")
 
     async def _insert_all(self, collection: AsyncCollection[Doc], docs: list[Doc], op: str) -> None:
         if not docs:
