@@ -48,7 +48,7 @@ async def kill_loop(r: Run) -> None:
             await r.fleet.kill9(r.rng.choice(members))
             await r.fleet.start()
             r.membership_changes += 2
-        await r.probe("kill", time.monotonic())
+        await r.probe("kill")
 
 
 async def group_loop(r: Run) -> None:
@@ -69,7 +69,7 @@ async def group_loop(r: Run) -> None:
         elif victim is not None:
             check_stop(r, await r.fleet.sigterm(victim, r.cfg.shutdown_timeout))
         r.membership_changes += 1
-        await r.probe("group", time.monotonic())
+        await r.probe("group")
 
 
 async def sigterm_loop(r: Run) -> None:
@@ -86,7 +86,7 @@ async def sigterm_loop(r: Run) -> None:
         async with r.fleet.lock:
             await r.fleet.start()
         r.membership_changes += 2
-        await r.probe("sigterm", time.monotonic())
+        await r.probe("sigterm")
 
 
 def check_stop(r: Run, stop: Stop) -> None:
@@ -121,7 +121,7 @@ async def outage(r: Run, service: str, at: float) -> None:
         r.problems.append(f"/readyz stayed 200 while {service} was down")
     if to_200 is None:
         r.problems.append(f"/readyz did not return to 200 after {service} came back")
-    await r.probe(service, back)
+    await r.probe(service)
 
 
 def assignment_rounds(fleet: Fleet) -> int:

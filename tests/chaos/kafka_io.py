@@ -26,6 +26,7 @@ class Seen:
     key: bytes | None
     value: bytes | None
     headers: dict[str, bytes]
+    timestamp: float  # the record's create time (epoch seconds): when the worker sent it
     arrived: float  # time.monotonic() when the tail read it
 
 
@@ -159,6 +160,7 @@ def _seen(record: Any, now: float) -> Seen:
         record.key,
         record.value,
         dict(record.headers or ()),
+        record.timestamp / 1000,
         now,
     )
 

@@ -28,6 +28,7 @@ from tests.chaos.kafka_io import (
     keys_per_partition,
     read_all,
 )
+from tests.chaos.measure import resume_times
 from tests.chaos.traffic import Message, Traffic, chunks
 from tests.chaos.verify import Evidence, Report, verify
 
@@ -57,7 +58,9 @@ class Names:
 @dataclass(slots=True)
 class Recovery:
     kind: str
-    seconds: float | None  # fault end -> every partition answers again; None: never did
+    end: float  # when the fault ended (epoch seconds)
+    catch_up_s: float | None  # until a probe sent then is answered on every partition
+    resume_s: float | None = None  # until every partition publishes again (computed last)
 
 
 @dataclass(slots=True)
@@ -77,6 +80,7 @@ class Run:
     problems: list[str] = field(default_factory=list)  # harness-observed guarantee breaks
     membership_changes: int = 0
     planned: int = 0
+    traffic_s: float = 0.0  # how long sending the main traffic took
     traffic_done: asyncio.Event = field(default_factory=asyncio.Event)
     _sent: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -110,6 +114,7 @@ class Run:
             ahead = began + (i + 1) * tick - time.monotonic()
             if ahead > 0:
                 await asyncio.sleep(ahead)
+        self.traffic_s = time.monotonic() - began
         self.traffic_done.set()
         async with self._sent:
             self._sent.notify_all()
@@ -125,8 +130,10 @@ class Run:
             await asyncio.sleep(0.1)
         return True
 
-    async def probe(self, kind: str, since: float) -> Recovery:
-        """Seconds from `since` (a fault's end) until a command on every partition is answered."""
+    async def probe(self, kind: str) -> Recovery:
+        """Called as a fault ends: one command per partition, so every partition has work;
+        catch-up is until all are answered (behind the backlog the fault left)."""
+        end, since = time.time(), time.monotonic()
         keys = keys_per_partition("probe-", self.cfg.partitions)
         messages = [self.traffic.probe(k) for k in keys]
         await self.send(messages)
@@ -135,7 +142,7 @@ class Run:
         if await self.wait_answered(ids, PROBE_TIMEOUT_S):
             last = max(self.tail.by_correlation[i][0].arrived for i in ids)
             seconds = round(last - since, 2)
-        recovery = Recovery(kind, seconds)
+        recovery = Recovery(kind, end, seconds)
         self.recoveries.append(recovery)
         return recovery
 
@@ -197,17 +204,17 @@ async def _execute(r: Run) -> tuple[dict[str, Any], Report]:
         await r.send(setup)
         if not await r.wait_answered([m.id for m in setup], cfg.drain_timeout):
             r.problems.append("setup commands were not all answered")
-        loaded = time.monotonic()
         await asyncio.gather(r.send_paced(main), faults.inject(r))
-        traffic_s = time.monotonic() - loaded
         await _drain(r)
         for stop in await r.fleet.stop_all(cfg.shutdown_timeout):
             faults.check_stop(r, stop)
     finally:
         reporter.cancel()
     await r.tail.stop()
-    report = verify(await _evidence(r))
-    return _summary(r, report, time.monotonic() - started, len(main) / traffic_s), report
+    evidence = await _evidence(r)
+    resume_times(r.recoveries, evidence.events, r.commands, cfg.partitions)
+    report = verify(evidence)
+    return _summary(r, report, time.monotonic() - started), report
 
 
 async def _drain(r: Run) -> None:
@@ -249,13 +256,14 @@ async def _evidence(r: Run) -> Evidence:
     )
 
 
-def _summary(r: Run, report: Report, seconds: float, offered_rate: float) -> dict[str, Any]:
+def _summary(r: Run, report: Report, seconds: float) -> dict[str, Any]:
     for problem in r.problems:
         report.fail("harness", problem)
-    recoveries = [x.seconds for x in r.recoveries]
     for x in r.recoveries:
-        if x.seconds is None:
+        if x.catch_up_s is None or x.resume_s is None:
             report.fail("no_recovery", f"after {x.kind}: a partition never answered a probe")
+    resumed = [x.resume_s for x in r.recoveries if x.resume_s is not None]
+    caught_up = [x.catch_up_s for x in r.recoveries if x.catch_up_s is not None]
     c = report.counts
     sends = r.producer.count
     return {
@@ -279,15 +287,25 @@ def _summary(r: Run, report: Report, seconds: float, offered_rate: float) -> dic
         "poison_missing": c["poison_missing"],
         "conserved": not (c["not_conserved"] or c["balance_mismatches"]),
         "lag": report.info.get("lag_total"),
-        "max_recovery_s": max((s for s in recoveries if s is not None), default=None),
-        "recoveries": len(recoveries),
+        "max_recovery_s": max(resumed, default=None),
+        "max_catch_up_s": max(caught_up, default=None),
+        "recoveries": _by_kind(r.recoveries),
         "readyz": r.readiness,
         "outcomes_republished": report.info.get("outcomes_republished"),
         "duration_s": round(seconds, 1),
-        "offered_rate": round(offered_rate, 1),
+        "offered_rate": round(r.producer.count / max(r.traffic_s, 0.001), 1),
+        "throughput": round(len(r.commands) / seconds, 1),
         "failed_checks": dict(+c),
         "ok": report.ok,
     }
+
+
+def _by_kind(recoveries: list[Recovery]) -> dict[str, list[float | None]]:
+    """kind -> resume times (seconds from a fault's end until every partition publishes)."""
+    out: dict[str, list[float | None]] = {}
+    for x in recoveries:
+        out.setdefault(x.kind, []).append(x.resume_s)
+    return out
 
 
 def _worker_env(cfg: Config, infra: Infra, names: Names, secret: str) -> dict[str, str]:
