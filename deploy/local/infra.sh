@@ -271,6 +271,7 @@ mongo_launch() { # starts mongod or FerretDB unless something answers on the por
     # synchronous(normal) with WAL: no fsync per commit, still safe if the process is killed.
     setsid nohup "$FERRET_BIN" --handler=sqlite --sqlite-url="file:$FERRET_DATA/?_pragma=synchronous(normal)" \
       --listen-addr="$MONGO_HOST:$MONGO_PORT" --telemetry=disable --debug-addr=- \
+      --state-dir="$(dirname "$FERRET_DATA")" \
       --log-level=error >>"$LOGS/ferretdb.log" 2>&1 </dev/null &
     echo $! >"$RUN/mongo.pid"
     log "ferretdb starting (pid $!, log $LOGS/ferretdb.log)"
