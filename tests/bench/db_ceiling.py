@@ -1,0 +1,189 @@
+"""Database ceiling: Tally's own writes for the workload, replayed straight into MongoDB.
+
+The counts of each kind of write are read from Tally's database after its run (account
+versions, journal entries, inbox records, ...), the documents are copies of Tally's own, and
+every write is a single-document operation by `_id` in bulk writes, split into as many
+rounds as Tally had batches. No reads, no Kafka: the most this server can absorb.
+Each kind is written as streams/store.py writes it (first-write-wins records as inserts,
+account and transfer changes as updates, the saga's completion as an upsert), but every
+update's filter is `_id` alone, the cheapest form.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import AsyncMongoClient, InsertOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tests.bench.progress import Progress
+
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Writes:
+    """How many single-document writes of each kind Tally made during the timed run."""
+
+    accounts: int  # version-checked account updates (state + outbox)
+    entries: int  # journal inserts
+    transfers_new: int  # transfer inserts (state debited)
+    transfers_settled: int  # transfer updates (completed/failed)
+    refs: int  # external_ref claims (inserts)
+    inbox: int  # inbox inserts (commands and legs)
+    completes: int  # terminal outcome recorded on the transfer command's inbox record
+    batches: int
+
+    @property
+    def total(self) -> int:
+        return (
+            self.accounts
+            + self.entries
+            + self.transfers_new
+            + self.transfers_settled
+            + self.refs
+            + self.inbox
+            + self.completes
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Templates:
+    account: Doc
+    entry: Doc
+    transfer: Doc
+    ref: Doc
+    inbox: Doc
+
+
+async def snapshot(db: AsyncDatabase[Doc]) -> dict[str, int]:
+    """Counts from which the writes of a run are the difference of two snapshots."""
+    versions = [d["version"] async for d in db["accounts"].find({}, {"version": 1})]
+    return {
+        "versions": sum(versions),
+        "entries": await db["entries"].count_documents({}),
+        "transfers": await db["transfers"].count_documents({}),
+        "refs": await db["external_refs"].count_documents({}),
+        "inbox": await db["inbox"].count_documents({"_id": {"$regex": "^[cl]:"}}),
+    }
+
+
+def writes_between(before: dict[str, int], after: dict[str, int], batches: int) -> Writes:
+    transfers = after["transfers"] - before["transfers"]
+    return Writes(
+        accounts=after["versions"] - before["versions"],
+        entries=after["entries"] - before["entries"],
+        transfers_new=transfers,
+        transfers_settled=transfers,
+        refs=after["refs"] - before["refs"],
+        inbox=after["inbox"] - before["inbox"],
+        completes=transfers,
+        batches=max(batches, 1),
+    )
+
+
+async def templates(db: AsyncDatabase[Doc]) -> Templates:
+    """One real document of each collection, as Tally wrote it."""
+    account = await db["accounts"].find_one({"outbox.0": {"$exists": True}})
+    account = account or await db["accounts"].find_one({})
+    found = [
+        account,
+        await db["entries"].find_one({"kind": "transfer_out"}),
+        await db["transfers"].find_one({}),
+        await db["external_refs"].find_one({}),
+        await db["inbox"].find_one({"_id": {"$regex": "^c:"}}),
+    ]
+    if any(d is None for d in found):
+        raise RuntimeError("Tally's database lacks a document to copy; did the run write?")
+    return Templates(*found)  # type: ignore[arg-type]
+
+
+def _split(count: int, parts: int) -> list[int]:
+    base, extra = divmod(count, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+class _Ids:
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._n = 0
+
+    def next(self) -> str:
+        self._n += 1
+        return f"{self._prefix}{self._n:09d}"
+
+
+async def run(uri: str, database: str, writes: Writes, tpl: Templates, accounts: int) -> float:
+    """Replays `writes`; returns the elapsed seconds."""
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(uri, w="majority", journal=True)
+    db = client[database]
+    account_ids = [f"acc-{i:06d}" for i in range(accounts)]
+    await db["accounts"].insert_many([{**tpl.account, "_id": a} for a in account_ids])
+    ids = {k: _Ids(f"{k}-") for k in ("entry", "transfer", "ref", "inbox")}
+    settle: list[str] = []
+    rounds = list(
+        zip(
+            *(
+                _split(n, writes.batches)
+                for n in (
+                    writes.accounts,
+                    writes.entries,
+                    writes.transfers_new,
+                    writes.transfers_settled,
+                    writes.refs,
+                    writes.inbox,
+                    writes.completes,
+                )
+            ),
+            strict=True,
+        )
+    )
+    state = {k: v for k, v in tpl.account.items() if k != "_id"}
+    cursor = 0
+    started = time.perf_counter()
+    done = 0
+    try:
+        with Progress("database ceiling", writes.total) as bar:
+            for n_acc, n_ent, n_new, n_set, n_ref, n_inb, n_cpl in rounds:
+                chosen = [account_ids[(cursor + i) % accounts] for i in range(n_acc)]
+                cursor += n_acc
+                await _bulk(
+                    db, "accounts", [UpdateOne({"_id": a}, {"$set": state}) for a in chosen]
+                )
+                await _bulk(
+                    db,
+                    "entries",
+                    [InsertOne({**tpl.entry, "_id": ids["entry"].next()}) for _ in range(n_ent)],
+                )
+                fresh = [ids["transfer"].next() for _ in range(n_new)]
+                settle += fresh
+                settled, settle = settle[:n_set], settle[n_set:]
+                await _bulk(db, "transfers", [InsertOne({**tpl.transfer, "_id": t}) for t in fresh])
+                await _bulk(
+                    db,
+                    "transfers",
+                    [UpdateOne({"_id": t}, {"$set": {"state": "completed"}}) for t in settled],
+                )
+                await _bulk(db, "external_refs", _inserts(tpl.ref, ids["ref"], n_ref))
+                await _bulk(db, "inbox", _inserts(tpl.inbox, ids["inbox"], n_inb))
+                completes = [
+                    UpdateOne({"_id": f"x-{t}"}, {"$set": {"outcome": tpl.inbox}}, upsert=True)
+                    for t in settled[:n_cpl]
+                ]
+                await _bulk(db, "inbox", completes)
+                done += n_acc + n_ent + n_new + len(settled) + n_ref + n_inb + len(completes)
+                bar.update(done)
+        return time.perf_counter() - started
+    finally:
+        await client.close()
+
+
+def _inserts(template: Doc, ids: _Ids, count: int) -> list[Any]:
+    return [InsertOne({**template, "_id": ids.next()}) for _ in range(count)]
+
+
+async def _bulk(db: AsyncDatabase[Doc], collection: str, ops: list[Any]) -> None:
+    if ops:
+        await db[collection].bulk_write(ops, ordered=False)

@@ -1,0 +1,61 @@
+"""Open-loop load: commands sent at a fixed rate whatever the answers; latency per command."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from tests.bench.kafka_io import Outcomes
+from tests.bench.progress import Progress
+from tests.bench.workload import Record
+
+
+@dataclass(frozen=True, slots=True)
+class Latencies:
+    offered_per_s: float
+    achieved_per_s: float  # what the producer managed to send
+    sent: int
+    millis: list[float]  # outcome record timestamp - command record timestamp, sorted
+
+    def percentile(self, p: float) -> float:
+        if not self.millis:
+            return float("nan")
+        index = min(len(self.millis) - 1, round(p / 100 * (len(self.millis) - 1)))
+        return self.millis[index]
+
+
+async def run(
+    bootstrap: str, topic: str, records: list[Record], rate: float, outcomes: Outcomes
+) -> Latencies:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    stamps: dict[str, int] = {}
+    futures: list[Any] = []
+    try:
+        started = time.monotonic()
+        with Progress(f"open loop {rate:.0f}/s", len(records)) as bar:
+            sent = 0
+            while sent < len(records):
+                due = min(len(records), int((time.monotonic() - started) * rate) + 1)
+                for r in records[sent:due]:
+                    now_ms = int(time.time() * 1000)
+                    stamps[r.command_id] = now_ms
+                    futures.append(
+                        await producer.send(
+                            topic, r.value, key=r.key, headers=r.headers, timestamp_ms=now_ms
+                        )
+                    )
+                sent = max(sent, due)
+                bar.update(sent)
+                await asyncio.sleep(0.002)
+        elapsed = time.monotonic() - started
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    done = await outcomes.wait_for(stamps, "open loop outcomes", timeout=300)
+    millis = sorted(float(o.timestamp_ms - stamps[o.correlation_id]) for o in done)
+    return Latencies(rate, len(records) / elapsed, len(records), millis)

@@ -1,0 +1,148 @@
+"""The benchmark's figures: a table, a chart (PNG) and one JSON line."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.bench.db_ceiling import Writes
+from tests.bench.openloop import Latencies
+
+
+@dataclass(slots=True)
+class Result:
+    run: str
+    commands: int
+    accounts: int
+    seed: int
+    batch_max_records: int
+    kafka_ceiling_per_s: float = math.nan
+    db_ceiling_per_s: float = math.nan
+    db_writes: Writes | None = None
+    naive_per_s: float | None = None
+    naive_commands: int = 0
+    tally_per_s: float = math.nan
+    tally_seconds: float = math.nan
+    tally_records_in: int = 0  # commands + transfer legs the worker consumed
+    cpu_s_per_1000: float = math.nan
+    peak_rss_mib: float = math.nan
+    latencies: Latencies | None = None
+    mongo_seconds: dict[str, float] = field(default_factory=dict)
+    batches: int = 0
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ceiling(self) -> float:
+        return min(self.kafka_ceiling_per_s, self.db_ceiling_per_s)
+
+    def line(self) -> dict[str, Any]:
+        lat = self.latencies
+        naive = self.naive_per_s
+        return {
+            "tally_cmds_per_s": round(self.tally_per_s, 1),
+            "kafka_ceiling_per_s": round(self.kafka_ceiling_per_s, 1),
+            "db_ceiling_per_s": round(self.db_ceiling_per_s, 1),
+            "naive_cmds_per_s": round(naive, 1) if naive is not None else None,
+            "ratio_vs_ceiling": round(self.tally_per_s / self.ceiling, 3),
+            "ratio_vs_naive": round(self.tally_per_s / naive, 2) if naive else None,
+            "p50_ms": round(lat.percentile(50), 1) if lat else None,
+            "p99_ms": round(lat.percentile(99), 1) if lat else None,
+            "open_loop_offered_per_s": round(lat.offered_per_s, 1) if lat else None,
+            "open_loop_commands": lat.sent if lat else 0,
+            "cpu_s_per_1000_cmds": round(self.cpu_s_per_1000, 3),
+            "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "commands": self.commands,
+            "accounts": self.accounts,
+            "naive_commands": self.naive_commands,
+            "db_writes": asdict(self.db_writes) if self.db_writes else None,
+            "batches": self.batches,
+            "batch_max_records": self.batch_max_records,
+            "seed": self.seed,
+            "run": self.run,
+            "worker_env": self.worker_env,
+        }
+
+
+def table(r: Result) -> str:
+    lat = r.latencies
+    naive = (
+        f"{r.naive_per_s:10.1f}  one at a time; sample of {r.naive_commands} commands, per second"
+        if r.naive_per_s
+        else "   skipped"
+    )
+    writes = r.db_writes.total if r.db_writes else 0
+    rows = [
+        ("Kafka ceiling", f"{r.kafka_ceiling_per_s:10.1f}  getmany → produce → commit, no work"),
+        (
+            "database ceiling",
+            f"{r.db_ceiling_per_s:10.1f}  Tally's {writes} writes, bulk by _id, no reads",
+        ),
+        ("naive loop", naive),
+        (
+            "Tally (tally worker)",
+            f"{r.tally_per_s:10.1f}  {r.commands} commands ({r.tally_records_in} records) "
+            f"in {r.tally_seconds:.1f}s",
+        ),
+    ]
+    out = [f"{'':<22}{'commands/s':>10}", *(f"{name:<22}{text}" for name, text in rows), ""]
+    out.append(f"Tally ÷ min(ceilings)   {r.tally_per_s / r.ceiling:8.3f}   (target ≥ 0.5)")
+    if r.naive_per_s:
+        out.append(f"Tally ÷ naive           {r.tally_per_s / r.naive_per_s:8.2f}   (target ≥ 10)")
+    if lat:
+        out.append(
+            f"open loop at {lat.offered_per_s:.0f}/s ({lat.sent} commands, sent at "
+            f"{lat.achieved_per_s:.0f}/s): p50 {lat.percentile(50):.1f} ms, "
+            f"p99 {lat.percentile(99):.1f} ms   (target p99 ≤ 250 ms)"
+        )
+    out.append(
+        f"worker CPU per 1,000 commands {r.cpu_s_per_1000:.3f} s; peak RSS {r.peak_rss_mib:.0f} MiB"
+    )
+    if r.mongo_seconds:
+        spent = ", ".join(
+            f"{k} {v:.1f}s" for k, v in sorted(r.mongo_seconds.items(), key=lambda kv: -kv[1])
+        )
+        out.append(f"worker time in MongoDB calls during the drain: {spent}")
+    return "\n".join(out)
+
+
+def chart(r: Result, path: Path, docs_copy: Path | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (bars, cdf) = plt.subplots(1, 2, figsize=(11, 4.2))
+    names = ["Kafka\nceiling", "database\nceiling", "Tally", "naive\nloop"]
+    values = [r.kafka_ceiling_per_s, r.db_ceiling_per_s, r.tally_per_s, r.naive_per_s or 0.0]
+    colors = ["#9aa5b1", "#9aa5b1", "#2f6fdf", "#d9822b"]
+    drawn = bars.bar(names, values, color=colors)
+    bars.bar_label(drawn, labels=[f"{v:,.0f}" for v in values])
+    bars.set_yscale("log")
+    bars.set_ylabel("commands/s (log scale)")
+    bars.set_title(f"Throughput, {r.commands:,} commands over {r.accounts:,} accounts")
+    lat = r.latencies
+    if lat and lat.millis:
+        ys = [(i + 1) / len(lat.millis) for i in range(len(lat.millis))]
+        cdf.plot(lat.millis, ys, color="#2f6fdf")
+        for p in (50, 99):
+            cdf.axvline(lat.percentile(p), linestyle="--", color="#666")
+            cdf.text(lat.percentile(p), 0.05 + p / 200, f" p{p} {lat.percentile(p):.0f} ms")
+        cdf.axvline(250, color="#c23030", linewidth=1)
+        cdf.set_xlabel("end-to-end latency, ms (command record → outcome record)")
+        cdf.set_ylabel("share of commands")
+        cdf.set_title(f"Open loop at {lat.offered_per_s:.0f} commands/s (50% of Tally's max)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    if docs_copy is not None:
+        shutil.copyfile(path, docs_copy)
+
+
+def json_line(r: Result) -> str:
+    return orjson.dumps(r.line()).decode()

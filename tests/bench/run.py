@@ -1,0 +1,192 @@
+"""Orchestrates one benchmark run: setup, the four measurements, the open loop, the report."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pymongo import AsyncMongoClient
+
+from streams.settings import Settings
+from tests.bench import db_ceiling, kafka_ceiling, naive, openloop, report
+from tests.bench.infra import Names, clean_up, create_topics, new_names
+from tests.bench.kafka_io import REJECTED, Outcomes, preload
+from tests.bench.options import Options, parse
+from tests.bench.progress import note
+from tests.bench.worker import Profiler, WorkerProcess, scrape
+from tests.bench.workload import Command, Mix, Signer, account_ids, record, setup_commands
+
+OUT = Path(".local/bench")
+DOCS_CHART = Path("docs/bench.png")
+
+
+async def bench(opts: Options) -> report.Result:
+    names = new_names(opts.bootstrap, opts.mongo_uri)
+    note(f"run {names.run}: topics bench.{names.run}.*, databases bench_{names.run}_*")
+    await create_topics(names)
+    try:
+        return await _measure(opts, names, OUT / names.run)
+    finally:
+        if opts.keep:
+            note(f"kept topics and databases of run {names.run}")
+        else:
+            await clean_up(names)
+
+
+async def _measure(opts: Options, names: Names, out: Path) -> report.Result:
+    out.mkdir(parents=True, exist_ok=True)
+    result = report.Result(
+        names.run, opts.commands, opts.accounts, opts.seed, opts.batch_max_records
+    )
+    result.worker_env = opts.worker_env
+    accounts = account_ids(opts.accounts)
+    signer = Signer(names.secret)
+    mix = Mix(accounts, opts.seed, names.run)
+    main = mix.take(opts.commands)
+    note(f"signing {len(main):,} commands (one HS256 token each)")
+    records = [record(c, signer) for c in main]
+    topics = names.tally_topics
+    outcomes = Outcomes(names.bootstrap, topics["EVENTS"])
+    worker = WorkerProcess(names.worker_env(opts.worker_env), names.http_port, out / "worker.log")
+    await _setup(names, worker, outcomes, setup_commands(accounts, names.run), signer)
+    try:
+        await preload(names.bootstrap, topics["COMMANDS"], records, len(records))
+        await preload(names.bootstrap, names.topic("ceiling-in"), records, len(records))
+        if not opts.skip_naive:
+            sample = records[: opts.naive_commands]
+            await preload(names.bootstrap, names.topic("naive-in"), sample, len(sample))
+        settings = Settings(
+            kafka_bootstrap=names.bootstrap,
+            group_id=f"bench-{names.run}-ceiling",
+            jwt_secret=names.secret,
+            batch_max_records=opts.batch_max_records,
+        )
+        result.kafka_ceiling_per_s = await kafka_ceiling.run(
+            settings, names.topic("ceiling-in"), names.topic("ceiling-out"), len(records)
+        )
+        await _tally(opts, names, worker, outcomes, [c.id for c in main], result, out)
+        rate = opts.open_load * result.tally_per_s
+        fresh = mix.take(max(1, int(rate * opts.open_seconds)))
+        result.latencies = await openloop.run(
+            names.bootstrap, topics["COMMANDS"], [record(c, signer) for c in fresh], rate, outcomes
+        )
+        result.peak_rss_mib = worker.peak_rss_mib()
+    finally:
+        worker.stop()
+        await outcomes.stop()
+    await _db_ceiling(opts, names, result)
+    if not opts.skip_naive:
+        result.naive_commands = opts.naive_commands
+        result.naive_per_s = await naive.run(
+            names.bootstrap,
+            names.mongo_uri,
+            names.db("naive"),
+            (names.topic("naive-in"), names.topic("naive-out")),
+            f"bench-{names.run}-naive",
+            names.secret,
+            accounts,
+            opts.naive_commands,
+        )
+    return result
+
+
+async def _setup(
+    names: Names, worker: WorkerProcess, outcomes: Outcomes, commands: list[Command], signer: Signer
+) -> None:
+    """Opens and funds every account through Tally itself, before anything is timed."""
+    topic = names.tally_topics["COMMANDS"]
+    await preload(names.bootstrap, topic, (record(c, signer) for c in commands), len(commands))
+    worker.start()
+    try:
+        await worker.wait_ready()
+        await outcomes.start()
+        done = await outcomes.wait_for([c.id for c in commands], "setup (open, fund)", 600)
+    finally:
+        worker.stop()
+    rejected = sum(1 for o in done if o.type == REJECTED)
+    if rejected:
+        raise RuntimeError(f"{rejected} setup commands were rejected; see the events topic")
+
+
+async def _tally(
+    opts: Options,
+    names: Names,
+    worker: WorkerProcess,
+    outcomes: Outcomes,
+    ids: list[str],
+    result: report.Result,
+    out: Path,
+) -> None:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(names.mongo_uri)
+    db = client[names.db("tally")]
+    try:
+        before = await db_ceiling.snapshot(db)
+        worker.start()
+        started = await worker.wait_ready()
+        cpu_start = worker.sample()
+        profiler = Profiler(worker.pid, out) if opts.profile else None
+        timeout = 300 + len(ids) / 20
+        try:
+            done = await outcomes.wait_for(ids, "Tally drain", timeout)
+        finally:
+            if profiler is not None:
+                profiler.stop()
+        cpu_end = worker.sample()
+        finished = max(o.timestamp_ms for o in done) / 1000
+        metrics = await _settled_metrics(names.http_port)
+        after = await db_ceiling.snapshot(db)
+    finally:
+        await client.close()
+    rejected = sum(1 for o in done if o.type == REJECTED)
+    if rejected:
+        note(f"WARNING: {rejected} timed commands were rejected (the workload should be valid)")
+    result.tally_seconds = finished - started
+    result.tally_per_s = len(ids) / result.tally_seconds
+    result.cpu_s_per_1000 = (cpu_end.cpu_seconds - cpu_start.cpu_seconds) / len(ids) * 1000
+    result.batches = int(metrics.get("tally_batch_size_count", 0))
+    result.tally_records_in = int(metrics.get("tally_batch_size_sum", 0))
+    result.mongo_seconds = {
+        k.split('"')[1]: v for k, v in metrics.items() if k.startswith("tally_mongo_seconds_sum")
+    }
+    result.db_writes = db_ceiling.writes_between(before, after, result.batches)
+
+
+async def _settled_metrics(port: int) -> dict[str, float]:
+    """Metrics once the worker is idle: a batch's inbox writes and metrics follow its outcomes."""
+    previous = await scrape(port)
+    while True:
+        await asyncio.sleep(1.0)
+        current = await scrape(port)
+        if current.get("tally_batch_size_count") == previous.get("tally_batch_size_count"):
+            return current
+        previous = current
+
+
+async def _db_ceiling(opts: Options, names: Names, result: report.Result) -> None:
+    assert result.db_writes is not None
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(names.mongo_uri)
+    try:
+        templates = await db_ceiling.templates(client[names.db("tally")])
+    finally:
+        await client.close()
+    seconds = await db_ceiling.run(
+        names.mongo_uri, names.db("ceiling"), result.db_writes, templates, opts.accounts
+    )
+    result.db_ceiling_per_s = opts.commands / seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse(argv)
+    try:
+        import uvloop
+
+        result = uvloop.run(bench(opts))
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        result = asyncio.run(bench(opts))
+    out = OUT / result.run
+    report.chart(result, out / "bench.png", DOCS_CHART if opts.docs_chart else None)
+    (out / "result.json").write_text(report.json_line(result) + "\n")
+    print(report.table(result))
+    print(f"chart: {out / 'bench.png'}" + (f" (copied to {DOCS_CHART})" if opts.docs_chart else ""))
+    print(report.json_line(result))
+    return 0
