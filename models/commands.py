@@ -23,44 +23,39 @@ class _CommandModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-class OpenAccount(_CommandModel):
-    TYPE: ClassVar[str] = "ledger.account.open.v1"
+class _OnAccount(_CommandModel):
+    """A command acting on one account, `account_id`, which is also its Kafka key."""
 
     account_id: AccountId
+
+    @property
+    def account_key(self) -> str:
+        return self.account_id
+
+
+class OpenAccount(_OnAccount):
+    TYPE: ClassVar[str] = "ledger.account.open.v1"
+
     owner_id: OwnerId
     currency: Currency
     overdraft_limit: Limit = 0
     daily_outflow_limit: Limit | None = None
 
-    @property
-    def account_key(self) -> str:
-        return self.account_id
 
-
-class Deposit(_CommandModel):
+class Deposit(_OnAccount):
     TYPE: ClassVar[str] = "ledger.deposit.v1"
 
-    account_id: AccountId
     amount: Amount
     currency: Currency
     external_ref: ExternalRef
 
-    @property
-    def account_key(self) -> str:
-        return self.account_id
 
-
-class Withdrawal(_CommandModel):
+class Withdrawal(_OnAccount):
     TYPE: ClassVar[str] = "ledger.withdrawal.v1"
 
-    account_id: AccountId
     amount: Amount
     currency: Currency
     external_ref: ExternalRef
-
-    @property
-    def account_key(self) -> str:
-        return self.account_id
 
 
 class Transfer(_CommandModel):
@@ -78,43 +73,25 @@ class Transfer(_CommandModel):
         return self.from_account
 
 
-class FreezeAccount(_CommandModel):
+class FreezeAccount(_OnAccount):
     TYPE: ClassVar[str] = "ledger.account.freeze.v1"
 
-    account_id: AccountId
     reason: Reason
 
-    @property
-    def account_key(self) -> str:
-        return self.account_id
 
-
-class UnfreezeAccount(_CommandModel):
+class UnfreezeAccount(_OnAccount):
     TYPE: ClassVar[str] = "ledger.account.unfreeze.v1"
 
-    account_id: AccountId
 
-    @property
-    def account_key(self) -> str:
-        return self.account_id
-
-
-class CloseAccount(_CommandModel):
+class CloseAccount(_OnAccount):
     TYPE: ClassVar[str] = "ledger.account.close.v1"
 
-    account_id: AccountId
 
-    @property
-    def account_key(self) -> str:
-        return self.account_id
-
-
-class SetLimits(_CommandModel):
+class SetLimits(_OnAccount):
     """Change limits; an absent field stays as is, `daily_outflow_limit: null` removes it."""
 
     TYPE: ClassVar[str] = "ledger.account.limits.v1"
 
-    account_id: AccountId
     overdraft_limit: Limit | None = None
     daily_outflow_limit: Limit | None = None
 
@@ -139,10 +116,6 @@ class SetLimits(_CommandModel):
     @property
     def sets_daily_outflow_limit(self) -> bool:
         return "daily_outflow_limit" in self.model_fields_set
-
-    @property
-    def account_key(self) -> str:
-        return self.account_id
 
 
 Command = (

@@ -34,47 +34,42 @@ RejectionReason = Literal[
 ]
 
 
-class AccountOpened(_EventModel):
-    TYPE: ClassVar[str] = "ledger.account.opened.v1"
+class _OfAccount(_EventModel):
+    """An outcome about one account, `account_id`: the event's `subject` and Kafka key."""
 
     account_id: str
+
+    @property
+    def subject(self) -> str:
+        return self.account_id
+
+
+class AccountOpened(_OfAccount):
+    TYPE: ClassVar[str] = "ledger.account.opened.v1"
+
     owner_id: str
     currency: str
     overdraft_limit: NonNegativeInt
     daily_outflow_limit: NonNegativeInt | None
     balance: int = 0
 
-    @property
-    def subject(self) -> str:
-        return self.account_id
 
-
-class Deposited(_EventModel):
+class Deposited(_OfAccount):
     TYPE: ClassVar[str] = "ledger.deposited.v1"
 
-    account_id: str
     amount: PositiveInt
     currency: str
     external_ref: str
     balance: int
 
-    @property
-    def subject(self) -> str:
-        return self.account_id
 
-
-class Withdrawn(_EventModel):
+class Withdrawn(_OfAccount):
     TYPE: ClassVar[str] = "ledger.withdrawn.v1"
 
-    account_id: str
     amount: PositiveInt
     currency: str
     external_ref: str
     balance: int
-
-    @property
-    def subject(self) -> str:
-        return self.account_id
 
 
 class TransferCompleted(_EventModel):
@@ -107,47 +102,25 @@ class TransferFailed(_EventModel):
         return self.from_account
 
 
-class AccountFrozen(_EventModel):
+class AccountFrozen(_OfAccount):
     TYPE: ClassVar[str] = "ledger.account.frozen.v1"
 
-    account_id: str
     reason: str
 
-    @property
-    def subject(self) -> str:
-        return self.account_id
 
-
-class AccountUnfrozen(_EventModel):
+class AccountUnfrozen(_OfAccount):
     TYPE: ClassVar[str] = "ledger.account.unfrozen.v1"
 
-    account_id: str
 
-    @property
-    def subject(self) -> str:
-        return self.account_id
-
-
-class AccountClosed(_EventModel):
+class AccountClosed(_OfAccount):
     TYPE: ClassVar[str] = "ledger.account.closed.v1"
 
-    account_id: str
 
-    @property
-    def subject(self) -> str:
-        return self.account_id
-
-
-class LimitsChanged(_EventModel):
+class LimitsChanged(_OfAccount):
     TYPE: ClassVar[str] = "ledger.account.limits_changed.v1"
 
-    account_id: str
     overdraft_limit: NonNegativeInt
     daily_outflow_limit: NonNegativeInt | None
-
-    @property
-    def subject(self) -> str:
-        return self.account_id
 
 
 class ErrorItem(_EventModel):
