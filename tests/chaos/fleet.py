@@ -41,6 +41,14 @@ class Worker:
     def alive(self) -> bool:
         return self.process.returncode is None
 
+    @property
+    def serving(self) -> bool:
+        """Logged `http listening`: its SIGTERM handler is installed by then."""
+        try:
+            return b"http listening" in self.log.read_bytes()
+        except FileNotFoundError:
+            return False
+
 
 @dataclass(slots=True)
 class Stop:
@@ -99,6 +107,12 @@ class Fleet:
     async def sigterm(self, worker: Worker, limit: float) -> Stop:
         """SIGTERM and wait; a worker still running after `limit` + 30 s is killed."""
         worker.leaving = True
+        # A SIGTERM in the first second, while Python still imports, ends the process
+        # with -15 (a known start-up window, docs/reliability.md): signal it once it serves.
+        for _ in range(300):
+            if worker.serving or not worker.alive:
+                break
+            await asyncio.sleep(0.1)
         began = time.monotonic()
         with contextlib.suppress(ProcessLookupError):
             worker.process.send_signal(signal.SIGTERM)
