@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 from tests.chaos.config import parse
@@ -11,6 +12,8 @@ from tests.chaos.runner import dumps, run, say
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(argv)
+    # The harness's own clients retry through the outages it causes; their errors are noise.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     summary, report = asyncio.run(run(cfg))
     for check, examples in report.examples.items():
         for example in examples:

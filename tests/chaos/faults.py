@@ -98,23 +98,29 @@ def check_stop(r: Run, stop: Stop) -> None:
 
 
 async def outage(r: Run, service: str, at: float) -> None:
-    """Stop `service` for cfg.outage_s once `at` of the traffic is sent; time /readyz."""
+    """Stop `service` for cfg.outage_s once `at` of the traffic is sent; time /readyz from
+    the moment its stop begins (to 503) and from the moment its start begins (to 200)."""
     await r.sent_at_least(at)
     async with aiohttp.ClientSession() as session:
+        began = time.monotonic()
+        unready = asyncio.create_task(wait_ready_state(session, r.fleet, 503, r.cfg.outage_s + 60))
         await r.infra.stop(service)
         gone = time.monotonic()
-        to_503 = await wait_ready_state(session, r.fleet, 503, r.cfg.outage_s + 20)
-        await asyncio.sleep(max(0.0, r.cfg.outage_s - (time.monotonic() - gone)))
+        await asyncio.sleep(r.cfg.outage_s)
+        to_503 = await unready
+        restart = time.monotonic()
+        ready = asyncio.create_task(wait_ready_state(session, r.fleet, 200, READY_TIMEOUT_S * 2))
         await r.infra.start(service)
         back = time.monotonic()
-        stopped_s = back - gone
-        to_200 = await wait_ready_state(session, r.fleet, 200, READY_TIMEOUT_S * 2)
+        to_200 = await ready
     r.readiness.append(
         {
             "service": service,
-            "stopped_s": round(stopped_s, 1),
-            "to_503_s": None if to_503 is None else round(to_503, 2),
-            "to_200_s": None if to_200 is None else round(to_200, 2),
+            "stop_s": round(gone - began, 2),  # infra.sh stop: until the process exited
+            "to_503_s": None if to_503 is None else round(to_503, 2),  # from the stop's start
+            "down_s": round(restart - gone, 1),
+            "start_s": round(back - restart, 2),  # infra.sh start: until it answers
+            "to_200_s": None if to_200 is None else round(to_200, 2),  # from the start's start
         }
     )
     if to_503 is None:

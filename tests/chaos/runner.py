@@ -279,6 +279,7 @@ def _summary(r: Run, report: Report, seconds: float) -> dict[str, Any]:
         "broker_restarts": r.infra.outages.get("kafka", 0),
         "mongo_restarts": r.infra.outages.get("mongo", 0),
         "sigterms": len(r.fleet.stops),
+        "sigterm_max_exit_s": max((round(x.seconds, 2) for x in r.fleet.stops), default=None),
         "lost": c["lost"],
         "duplicate_effects": c["duplicate_effects"],
         "conflicting_outcomes": c["conflicting_outcomes"],
