@@ -82,8 +82,19 @@ class BatchDecider:
             for record in pending:
                 self._decided[record["_id"]] = record
                 self.plan.flush.append(record)
+                self._note_unflushed_claims(record)
             if pending:
                 self.plan.outboxes[key] = list(pending)
+
+    def _note_unflushed_claims(self, record: Doc) -> None:
+        # Its external_ref and transfer_id are not in their collections yet (the crash came
+        # before the flush), yet they are taken: a reuse in this batch must be refused.
+        for entry in record.get("entries", []):
+            if entry.get("external_ref"):
+                self._refs.add(ref_id(entry["account_id"], entry["external_ref"]))
+        transfer = record.get("transfer")
+        if transfer is not None:
+            self._transfers.add(transfer["_id"])
 
     def apply(self, item: CommandItem | LegItem) -> None:
         inbox_id = item.inbox_id
