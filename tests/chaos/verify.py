@@ -69,6 +69,7 @@ def verify(ev: Evidence) -> Report:
     check_journal(ev, outcomes, report)
     check_balances(ev, outcomes, report)
     check_transfers(ev, outcomes, report)
+    check_unique_claims(ev, outcomes, report)
     check_dead_letters(ev, report)
     stuck = {tp: n for tp, n in ev.lag.items() if n != 0}
     for tp, n in stuck.items():
@@ -234,10 +235,26 @@ def check_transfers(ev: Evidence, outcomes: dict[str, tuple[str, Doc]], report: 
         kind = got.split(":")[0]
         if kind not in ("completed", "failed"):
             continue
-        stored = by_id.get(data.get("transfer_id"))
-        if stored is None or stored.get("state") != kind or stored.get("command_id") != command_id:
-            state = None if stored is None else stored.get("state")
-            report.fail("transfer_state_mismatch", f"{command_id} {got}: stored state {state}")
+        stored = by_id.get(data.get("transfer_id")) or {}
+        found = (stored.get("state"), stored.get("command_id"))
+        if found != (kind, command_id):
+            report.fail(
+                "transfer_state_mismatch",
+                f"{command_id} {got}: transfer {data.get('transfer_id')} stored as {found}",
+            )
+
+
+def check_unique_claims(ev: Evidence, outcomes: dict[str, tuple[str, Doc]], report: Report) -> None:
+    """SPEC §4: an external_ref is accepted once per account, a transfer_id once."""
+    claims: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for command_id, (got, data) in outcomes.items():
+        if got in ("deposited", "withdrawn"):
+            claims["external_ref", data["account_id"], data["external_ref"]].append(command_id)
+        elif got.split(":")[0] in ("completed", "failed"):
+            claims["transfer_id", data["transfer_id"]].append(command_id)
+    for claim, commands in claims.items():
+        if len(commands) > 1:
+            report.fail("claimed_twice", f"{'/'.join(claim)} accepted for {sorted(commands)}")
 
 
 def check_dead_letters(ev: Evidence, report: Report) -> None:
