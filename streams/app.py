@@ -184,6 +184,7 @@ class Worker:
                     pass
         except TimeoutError:
             log.warning("revocation did not wait for the batch in flight")
+        self._pipeline.forget_accounts()  # another worker may change them from now on
         for tp in revoked:
             self._committed.pop(tp, None)
             with contextlib.suppress(KeyError):

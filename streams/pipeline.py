@@ -17,6 +17,7 @@ from streams.settings import Settings
 from streams.store import AccountWrite, Effects, MongoStore
 
 _INBOX_FIELDS = ("_id", "command_id", "outcome", "leg", "at")
+_CACHED_ACCOUNTS = 100_000  # documents kept by the account cache, oldest written first out
 
 
 class Pipeline:
@@ -31,8 +32,23 @@ class Pipeline:
         self._decoder = decoder
         # account id -> version whose outbox this process has fully flushed: saves a lookup.
         self._flushed: dict[str, int] = {}
+        # account id -> its document as this process last wrote it: saves reading the accounts
+        # this worker owns. A stale entry cannot do harm: every account write is version-checked,
+        # so it fails (ConflictError), and any failure empties the cache before a retry.
+        self._accounts: dict[str, Doc] = {}
+
+    def forget_accounts(self) -> None:
+        """Drop cached accounts: after a failure or a rebalance they may have changed elsewhere."""
+        self._accounts.clear()
 
     async def process(self, records: Sequence[Any], fetched_at: float) -> None:
+        try:
+            await self._process(records, fetched_at)
+        except BaseException:
+            self.forget_accounts()
+            raise
+
+    async def _process(self, records: Sequence[Any], fetched_at: float) -> None:
         now = datetime.now(UTC)
         items = [self._decoder.item(r, now) for r in records]
         work = [i for i in items if not isinstance(i, DeadItem)]
@@ -54,12 +70,14 @@ class Pipeline:
         keys, transfers, refs = _wanted(work)
         inbox_ids = [i.inbox_id for i in work if isinstance(i, CommandItem | LegItem)]
         store = self._store
+        cached = {key: self._accounts[key] for key in keys if key in self._accounts}
         accounts, inbox, found_transfers, found_refs = await asyncio.gather(
-            store.find_by_ids(store.accounts, keys),
+            store.find_by_ids(store.accounts, [key for key in keys if key not in cached]),
             store.find_by_ids(store.inbox, inbox_ids),
             store.find_by_ids(store.transfers, transfers),
             store.find_by_ids(store.refs, refs),
         )
+        accounts |= cached
         maybe = {
             key: doc.get("outbox", [])
             for key, doc in accounts.items()
@@ -89,7 +107,15 @@ class Pipeline:
         await store.complete_commands([r["outcome"] for r in plan.flush if r.get("completes")])
         for write in writes:  # (e) done: every outbox written above is now flushed
             key = write.document["_id"]
-            self._flushed[key] = 1 if write.loaded_version is None else write.loaded_version + 1
+            version = 1 if write.loaded_version is None else write.loaded_version + 1
+            self._flushed[key] = version
+            self._cache_account(key, {**write.document, "version": version, "outbox": write.outbox})
+
+    def _cache_account(self, key: str, document: Doc) -> None:
+        self._accounts.pop(key, None)
+        self._accounts[key] = document
+        if len(self._accounts) > _CACHED_ACCOUNTS:
+            del self._accounts[next(iter(self._accounts))]
 
     def _account_write(self, key: str, plan: Plan) -> AccountWrite:
         document = plan.touched[key].model_dump(by_alias=True, exclude={"version"})
