@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import bson
 from pymongo import AsyncMongoClient, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -85,19 +86,23 @@ def writes_between(before: dict[str, int], after: dict[str, int], batches: int) 
 
 
 async def templates(db: AsyncDatabase[Doc]) -> Templates:
-    """One real document of each collection, as Tally wrote it."""
-    account = await db["accounts"].find_one({"outbox.0": {"$exists": True}})
-    account = account or await db["accounts"].find_one({})
+    """A document of median size from each collection, as Tally wrote it."""
     found = [
-        account,
-        await db["entries"].find_one({"kind": "transfer_out"}),
-        await db["transfers"].find_one({}),
-        await db["external_refs"].find_one({}),
-        await db["inbox"].find_one({"_id": {"$regex": "^c:"}}),
+        await _median(db, "accounts", {}),
+        await _median(db, "entries", {"kind": "transfer_out"}),
+        await _median(db, "transfers", {}),
+        await _median(db, "external_refs", {}),
+        await _median(db, "inbox", {"_id": {"$regex": "^c:"}}),
     ]
     if any(d is None for d in found):
         raise RuntimeError("Tally's database lacks a document to copy; did the run write?")
     return Templates(*found)  # type: ignore[arg-type]
+
+
+async def _median(db: AsyncDatabase[Doc], collection: str, query: Doc) -> Doc | None:
+    docs = [d async for d in db[collection].find(query).limit(1000)]
+    docs.sort(key=lambda d: len(bson.encode(d)))
+    return docs[len(docs) // 2] if docs else None
 
 
 def _split(count: int, parts: int) -> list[int]:
@@ -141,6 +146,7 @@ async def run(uri: str, database: str, writes: Writes, tpl: Templates, accounts:
         )
     )
     state = {k: v for k, v in tpl.account.items() if k != "_id"}
+    SPENT.clear()
     cursor = 0
     started = time.perf_counter()
     done = 0
@@ -184,6 +190,11 @@ def _inserts(template: Doc, ids: _Ids, count: int) -> list[Any]:
     return [InsertOne({**template, "_id": ids.next()}) for _ in range(count)]
 
 
+SPENT: dict[str, float] = {}  # seconds per collection in the last run, for the report
+
+
 async def _bulk(db: AsyncDatabase[Doc], collection: str, ops: list[Any]) -> None:
     if ops:
+        started = time.perf_counter()
         await db[collection].bulk_write(ops, ordered=False)
+        SPENT[collection] = SPENT.get(collection, 0.0) + time.perf_counter() - started

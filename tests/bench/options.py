@@ -22,6 +22,7 @@ class Options:
     keep: bool
     docs_chart: bool
     profile: bool
+    worker_source: str | None
 
     @property
     def batch_max_records(self) -> int:
@@ -61,6 +62,11 @@ def parse(argv: list[str] | None = None) -> Options:
     p.add_argument(
         "--profile", action="store_true", help="py-spy the worker during the drain (.local/bench)"
     )
+    p.add_argument(
+        "--worker-source",
+        metavar="DIR",
+        help="run the worker from another checkout (A/B: `git archive REV | tar -x -C DIR`)",
+    )
     a = p.parse_args(argv)
     extra = dict(pair.split("=", 1) for pair in a.worker_env)
     if bad := [k for k in extra if not k.startswith("TALLY_")]:
@@ -79,4 +85,5 @@ def parse(argv: list[str] | None = None) -> Options:
         keep=a.keep,
         docs_chart=not a.no_docs_chart,
         profile=a.profile,
+        worker_source=a.worker_source,
     )

@@ -30,11 +30,14 @@ class Result:
     tally_seconds: float = math.nan
     tally_records_in: int = 0  # commands + transfer legs the worker consumed
     cpu_s_per_1000: float = math.nan
+    server_cpu_s_per_1000: dict[str, float] = field(default_factory=dict)
     peak_rss_mib: float = math.nan
     latencies: Latencies | None = None
     mongo_seconds: dict[str, float] = field(default_factory=dict)
+    ceiling_seconds: dict[str, float] = field(default_factory=dict)
     batches: int = 0
     worker_env: dict[str, str] = field(default_factory=dict)
+    worker_source: str | None = None
 
     @property
     def ceiling(self) -> float:
@@ -55,6 +58,9 @@ class Result:
             "open_loop_offered_per_s": round(lat.offered_per_s, 1) if lat else None,
             "open_loop_commands": lat.sent if lat else 0,
             "cpu_s_per_1000_cmds": round(self.cpu_s_per_1000, 3),
+            "server_cpu_s_per_1000_cmds": {
+                k: round(v, 3) for k, v in self.server_cpu_s_per_1000.items()
+            },
             "peak_rss_mib": round(self.peak_rss_mib, 1),
             "commands": self.commands,
             "accounts": self.accounts,
@@ -65,6 +71,7 @@ class Result:
             "seed": self.seed,
             "run": self.run,
             "worker_env": self.worker_env,
+            "worker_source": self.worker_source,
         }
 
 
@@ -102,12 +109,19 @@ def table(r: Result) -> str:
     out.append(
         f"worker CPU per 1,000 commands {r.cpu_s_per_1000:.3f} s; peak RSS {r.peak_rss_mib:.0f} MiB"
     )
+    if r.server_cpu_s_per_1000:
+        servers = ", ".join(f"{k} {v:.3f} s" for k, v in r.server_cpu_s_per_1000.items())
+        out.append(f"server CPU per 1,000 commands during the drain: {servers}")
     if r.mongo_seconds:
-        spent = ", ".join(
-            f"{k} {v:.1f}s" for k, v in sorted(r.mongo_seconds.items(), key=lambda kv: -kv[1])
-        )
-        out.append(f"worker time in MongoDB calls during the drain: {spent}")
+        out.append(f"worker time in MongoDB calls during the drain: {_spent(r.mongo_seconds)}")
+    if r.ceiling_seconds:
+        out.append(f"database ceiling time per collection: {_spent(r.ceiling_seconds)}")
     return "\n".join(out)
+
+
+def _spent(seconds: dict[str, float]) -> str:
+    ranked = sorted(seconds.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v:.1f}s" for k, v in ranked if v >= 0.05)
 
 
 def chart(r: Result, path: Path, docs_copy: Path | None) -> None:

@@ -13,7 +13,7 @@ from tests.bench.infra import Names, clean_up, create_topics, new_names
 from tests.bench.kafka_io import REJECTED, Outcomes, preload
 from tests.bench.options import Options, parse
 from tests.bench.progress import note
-from tests.bench.worker import Profiler, WorkerProcess, scrape
+from tests.bench.worker import Profiler, WorkerProcess, cpu_seconds, listener_pid, scrape
 from tests.bench.workload import Command, Mix, Signer, account_ids, record, setup_commands
 
 OUT = Path(".local/bench")
@@ -39,6 +39,7 @@ async def _measure(opts: Options, names: Names, out: Path) -> report.Result:
         names.run, opts.commands, opts.accounts, opts.seed, opts.batch_max_records
     )
     result.worker_env = opts.worker_env
+    result.worker_source = opts.worker_source
     accounts = account_ids(opts.accounts)
     signer = Signer(names.secret)
     mix = Mix(accounts, opts.seed, names.run)
@@ -47,7 +48,10 @@ async def _measure(opts: Options, names: Names, out: Path) -> report.Result:
     records = [record(c, signer) for c in main]
     topics = names.tally_topics
     outcomes = Outcomes(names.bootstrap, topics["EVENTS"])
-    worker = WorkerProcess(names.worker_env(opts.worker_env), names.http_port, out / "worker.log")
+    env = names.worker_env(opts.worker_env)
+    if opts.worker_source:
+        env["PYTHONPATH"] = str(Path(opts.worker_source).resolve())
+    worker = WorkerProcess(env, names.http_port, out / "worker.log")
     await _setup(names, worker, outcomes, setup_commands(accounts, names.run), signer)
     try:
         await preload(names.bootstrap, topics["COMMANDS"], records, len(records))
@@ -124,6 +128,8 @@ async def _tally(
         worker.start()
         started = await worker.wait_ready()
         cpu_start = worker.sample()
+        others = {name: listener_pid(port) for name, port in _servers(names).items()}
+        others_start = {name: cpu_seconds(pid) for name, pid in others.items()}
         profiler = Profiler(worker.pid, out) if opts.profile else None
         timeout = 300 + len(ids) / 20
         try:
@@ -132,6 +138,7 @@ async def _tally(
             if profiler is not None:
                 profiler.stop()
         cpu_end = worker.sample()
+        others_end = {name: cpu_seconds(pid) for name, pid in others.items()}
         finished = max(o.timestamp_ms for o in done) / 1000
         metrics = await _settled_metrics(names.http_port)
         after = await db_ceiling.snapshot(db)
@@ -143,12 +150,22 @@ async def _tally(
     result.tally_seconds = finished - started
     result.tally_per_s = len(ids) / result.tally_seconds
     result.cpu_s_per_1000 = (cpu_end.cpu_seconds - cpu_start.cpu_seconds) / len(ids) * 1000
+    result.server_cpu_s_per_1000 = {
+        name: (others_end[name] - others_start[name]) / len(ids) * 1000 for name in others
+    }
     result.batches = int(metrics.get("tally_batch_size_count", 0))
     result.tally_records_in = int(metrics.get("tally_batch_size_sum", 0))
     result.mongo_seconds = {
         k.split('"')[1]: v for k, v in metrics.items() if k.startswith("tally_mongo_seconds_sum")
     }
     result.db_writes = db_ceiling.writes_between(before, after, result.batches)
+
+
+def _servers(names: Names) -> dict[str, int]:
+    """The ports of the broker and the database server, whose CPU the drain also costs."""
+    kafka_port = int(names.bootstrap.rsplit(":", 1)[1])
+    mongo_port = int(names.mongo_uri.split("//", 1)[1].split("/")[0].rsplit(":", 1)[1])
+    return {"kafka": kafka_port, "database": mongo_port}
 
 
 async def _settled_metrics(port: int) -> dict[str, float]:
@@ -173,6 +190,7 @@ async def _db_ceiling(opts: Options, names: Names, result: report.Result) -> Non
         names.mongo_uri, names.db("ceiling"), result.db_writes, templates, opts.accounts
     )
     result.db_ceiling_per_s = opts.commands / seconds
+    result.ceiling_seconds = dict(db_ceiling.SPENT)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -68,10 +69,7 @@ class WorkerProcess:
             raise RuntimeError(f"worker exited with {self._proc.returncode}; see {self._log_path}")
 
     def sample(self) -> ProcSample:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # Fields after "(comm)": state is index 0, so utime (14th field) is index 11.
-        utime, stime = int(fields[11]), int(fields[12])
-        return ProcSample(time.time(), (utime + stime) / _TICKS)
+        return ProcSample(time.time(), cpu_seconds(self.pid))
 
     def peak_rss_mib(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -127,3 +125,35 @@ class Profiler:
             proc.send_signal(signal.SIGINT)
         for proc in self._procs:
             proc.wait(60)
+
+
+def listener_pid(port: int) -> int | None:
+    """The pid of the process listening on 127.0.0.1:`port` (to read its CPU), if visible."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return int(proc.name)
+    return None
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far, from /proc/<pid>/stat."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    # Fields after "(comm)": state is index 0, so utime (14th field) is index 11.
+    return (int(fields[11]) + int(fields[12])) / _TICKS
