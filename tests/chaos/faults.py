@@ -40,7 +40,7 @@ async def inject(r: Run) -> None:
 async def kill_loop(r: Run) -> None:
     """kill -9 a worker at a random instant, restart it at once; wait for recovery; repeat."""
     for _ in range(r.cfg.kills):
-        await asyncio.sleep(r.rng.uniform(0.2, 3.0))
+        await asyncio.sleep(r.rng.uniform(0.2, 2 * r.gap(r.cfg.kills)))
         async with r.fleet.lock:
             members = r.fleet.members
             if not members:
@@ -54,7 +54,7 @@ async def kill_loop(r: Run) -> None:
 async def group_loop(r: Run) -> None:
     """Grow and shrink the group between 1 and 3 members while traffic flows."""
     for _ in range(r.cfg.group_changes):
-        await asyncio.sleep(r.rng.uniform(1.0, 5.0))
+        await asyncio.sleep(r.rng.uniform(1.0, 2 * r.gap(r.cfg.group_changes)))
         async with r.fleet.lock:
             members = r.fleet.members
             grow = len(members) < 2 or (len(members) < 3 and r.rng.random() < 0.5)
@@ -75,7 +75,7 @@ async def group_loop(r: Run) -> None:
 async def sigterm_loop(r: Run) -> None:
     """SIGTERM a worker under load: exit 0 within the shutdown timeout; then restart it."""
     for _ in range(r.cfg.sigterms):
-        await asyncio.sleep(r.rng.uniform(2.0, 8.0))
+        await asyncio.sleep(r.rng.uniform(2.0, 2 * r.gap(r.cfg.sigterms)))
         async with r.fleet.lock:
             members = r.fleet.members
             if not members:

@@ -119,6 +119,12 @@ class Run:
         async with self._sent:
             self._sent.notify_all()
 
+    def gap(self, events: int) -> float:
+        """A mean pause that spreads `events` faults over the traffic (each also waits for
+        its recovery, ~10 s), so faults keep coming while the load lasts."""
+        duration = self.planned / self.cfg.rate
+        return max(1.5, duration / max(events, 1) - 10.0)
+
     def answered(self, ids: list[str]) -> bool:
         return all(i in self.tail.by_correlation for i in ids)
 
