@@ -6,6 +6,7 @@ import pytest
 
 from tests.chaos.config import Config
 from tests.chaos.runner import dumps, run
+from tests.conftest import KAFKA_BOOTSTRAP, MONGO_URI
 
 pytestmark = pytest.mark.chaos
 
@@ -20,6 +21,8 @@ SHORT = Config(
     group_changes=4,
     sigterms=1,
     drain_timeout=150.0,
+    kafka=KAFKA_BOOTSTRAP,
+    mongo=MONGO_URI,
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,7 @@ def verify(ev: Evidence) -> Report:
     check_balances(ev, outcomes, report)
     check_transfers(ev, outcomes, report)
     check_unique_claims(ev, outcomes, report)
+    check_order(ev, report)
     check_dead_letters(ev, report)
     stuck = {tp: n for tp, n in ev.lag.items() if n != 0}
     for tp, n in stuck.items():
@@ -242,6 +244,21 @@ def check_transfers(ev: Evidence, outcomes: dict[str, tuple[str, Doc]], report: 
                 "transfer_state_mismatch",
                 f"{command_id} {got}: transfer {data.get('transfer_id')} stored as {found}",
             )
+
+
+def check_order(ev: Evidence, report: Report) -> None:
+    """SPEC §8.3: an account's commands apply in partition order, which for one producer is
+    send order: a later command's posting is never stamped before an earlier one's."""
+    sent = {command_id: i for i, command_id in enumerate(ev.commands)}
+    postings: dict[str, list[tuple[int, Any, str]]] = defaultdict(list)
+    for e in ev.entries:
+        if e.get("kind") in ("deposit", "withdrawal", "transfer_out") and e["command_id"] in sent:
+            postings[e["account_id"]].append((sent[e["command_id"]], e["at"], e["command_id"]))
+    for account_id, items in postings.items():
+        items.sort(key=lambda item: item[0])
+        for (_, at1, c1), (_, at2, c2) in itertools.pairwise(items):
+            if at2 < at1:
+                report.fail("order_violations", f"{account_id}: {c2} applied before {c1}")
 
 
 def check_unique_claims(ev: Evidence, outcomes: dict[str, tuple[str, Doc]], report: Report) -> None:
