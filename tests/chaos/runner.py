@@ -299,6 +299,7 @@ def _summary(r: Run, report: Report, seconds: float) -> dict[str, Any]:
         "recoveries": _by_kind(r.recoveries),
         "readyz": r.readiness,
         "outcomes_republished": report.info.get("outcomes_republished"),
+        "outcomes_with_header_variants": report.info.get("outcomes_with_header_variants"),
         "duration_s": round(seconds, 1),
         "offered_rate": round(r.producer.count / max(r.traffic_s, 0.001), 1),
         "throughput": round(len(r.commands) / seconds, 1),

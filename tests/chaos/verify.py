@@ -93,7 +93,7 @@ def check_outcomes(ev: Evidence, report: Report) -> dict[str, tuple[str, Doc]]:
             continue
         seen[corr].append(record)
     outcomes: dict[str, tuple[str, Doc]] = {}
-    republished = 0
+    republished = variants = 0
     for command_id, message in ev.commands.items():
         records = seen.get(command_id, [])
         if not records:
@@ -105,6 +105,8 @@ def check_outcomes(ev: Evidence, report: Report) -> dict[str, tuple[str, Doc]]:
             kinds = sorted(str(r.headers.get("ce_type")) for r in records)
             report.fail("conflicting_outcomes", f"{command_id}: {len(distinct)} versions {kinds}")
         republished += len(records) - 1
+        # Same id, type and data but other attributes (ce_time): allowed by SPEC §8.1.
+        variants += len({tuple(sorted(r.headers.items())) for r in records}) > 1
         first = records[0]
         data = orjson.loads(first.value or b"null")
         got = label(first.headers.get("ce_type", b"").decode(), data)
@@ -116,6 +118,7 @@ def check_outcomes(ev: Evidence, report: Report) -> dict[str, tuple[str, Doc]]:
             )
         outcomes[command_id] = (got, data)
     report.info["outcomes_republished"] = republished
+    report.info["outcomes_with_header_variants"] = variants
     return outcomes
 
 
