@@ -97,7 +97,9 @@ class Pipeline:
         store = self._store
         # (a) decisions that touch no existing account become final before any account
         # changes, so a redelivery cannot decide them differently against newer state.
-        await store.put_inbox([_inbox_record(r) for r in plan.first_inbox])
+        taken = await store.put_inbox([_inbox_record(r) for r in plan.first_inbox])
+        if taken:  # another worker decided these first (a rebalance race): theirs is final
+            await self._adopt_decisions(plan, taken)
         writes = [self._account_write(key, plan) for key in plan.touched]
         await store.write_accounts(writes)  # (b) one atomic write per account
         await store.write_effects(_effects(plan.flush))  # (c) journal, transfers, refs
@@ -116,6 +118,13 @@ class Pipeline:
         self._accounts[key] = document
         if len(self._accounts) > _CACHED_ACCOUNTS:
             del self._accounts[next(iter(self._accounts))]
+
+    async def _adopt_decisions(self, plan: Plan, ids: list[str]) -> None:
+        stored = await self._store.find_by_ids(self._store.inbox, ids)
+        for record in plan.first_inbox:
+            if record["_id"] in stored:
+                record["outcome"] = stored[record["_id"]].get("outcome")
+                record["leg"] = stored[record["_id"]].get("leg")
 
     def _account_write(self, key: str, plan: Plan) -> AccountWrite:
         document = plan.touched[key].model_dump(by_alias=True, exclude={"version"})

@@ -97,11 +97,14 @@ class MongoStore:
         async with _timed(f"find_{collection.name}"):
             return {doc["_id"]: doc async for doc in collection.find({"_id": {"$in": wanted}})}
 
-    async def put_inbox(self, records: Sequence[Doc]) -> None:
-        """Insert inbox records; an existing record wins (first decision is final)."""
+    async def put_inbox(self, records: Sequence[Doc]) -> list[str]:
+        """Insert inbox records; an existing record wins (first decision is final).
+
+        Returns the ids that already had a record: decided by someone else first.
+        """
         # Inserts, not `$setOnInsert` upserts: same outcome, but FerretDB runs an update or
         # upsert by _id as a scan of the collection, which made the growing inbox quadratic.
-        await self._insert_all(self.inbox, list(records), "inbox")
+        return await self._insert_all(self.inbox, list(records), "inbox")
 
     async def complete_commands(self, outcomes: Sequence[Doc]) -> None:
         """Record a saga's terminal outcome on the transfer command's inbox record."""
@@ -141,17 +144,22 @@ class MongoStore:
         await self._bulk(self.transfers, transfer_ops, "transfers")
         await self._insert_all(self.refs, effects.refs, "external_refs")
 
-    async def _insert_all(self, collection: AsyncCollection[Doc], docs: list[Doc], op: str) -> None:
+    async def _insert_all(
+        self, collection: AsyncCollection[Doc], docs: list[Doc], op: str
+    ) -> list[str]:
+        """Insert what is new; returns the ids of documents that already existed."""
         if not docs:
-            return
+            return []
         try:
             async with _timed(op):
                 await collection.bulk_write([InsertOne(d) for d in docs], ordered=False)
         except BulkWriteError as exc:
             # A repeated flush re-inserts entries that already exist: that is the idempotence.
-            others = [e for e in exc.details["writeErrors"] if e.get("code") != _DUPLICATE_KEY]
-            if others:
+            errors = exc.details["writeErrors"]
+            if any(e.get("code") != _DUPLICATE_KEY for e in errors):
                 raise
+            return [docs[e["index"]]["_id"] for e in errors]
+        return []
 
     async def _bulk(self, collection: AsyncCollection[Doc], ops: list[Any], op: str) -> None:
         if ops:

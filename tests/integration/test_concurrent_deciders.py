@@ -55,11 +55,11 @@ class OvertakenStore(MongoStore):
     other: Pipeline | None = None
     records: list[Any] = []
 
-    async def put_inbox(self, records: Sequence[dict[str, Any]]) -> None:
+    async def put_inbox(self, records: Sequence[dict[str, Any]]) -> list[str]:
         if self.other is not None:
             other, self.other = self.other, None
             await other.process(self.records, time.time())
-        await super().put_inbox(records)
+        return await super().put_inbox(records)
 
 
 @pytest.fixture
@@ -77,12 +77,6 @@ def pipeline(store: MongoStore, publisher: Recorder) -> Pipeline:
     return Pipeline(settings, store, publisher, decoder)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the worker that loses the inbox insert of an account-less decision "
-    "publishes its own copy (same id and data, another ce_time), not the stored one; "
-    "see docs/reliability.md",
-)
 async def test_an_outcome_decided_twice_at_once_is_published_in_one_version(
     db_name: str,
 ) -> None:

@@ -54,9 +54,10 @@ class CrashingStore(MongoStore):
             self.crash_after = None
             raise SimulatedCrashError(step)
 
-    async def put_inbox(self, records: Sequence[dict[str, Any]]) -> None:
-        await super().put_inbox(records)
+    async def put_inbox(self, records: Sequence[dict[str, Any]]) -> list[str]:
+        taken = await super().put_inbox(records)
         await self._maybe_crash("put_inbox" if records else "")
+        return taken
 
     async def write_accounts(self, writes: Any) -> None:
         if self.interfere:
