@@ -7,7 +7,8 @@ import logging
 import sys
 
 from tests.chaos.config import parse
-from tests.chaos.runner import dumps, run, say
+from tests.chaos.runner import run, say
+from tests.chaos.summary import dumps
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
-from tests.chaos.traffic import Message
+from tests.chaos.messages import Message
 
 
 @dataclass(frozen=True, slots=True)

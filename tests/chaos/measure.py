@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from tests.chaos.kafka_io import Seen, partition_of
-from tests.chaos.traffic import Message
+from tests.chaos.messages import Message
 
 if TYPE_CHECKING:
     from tests.chaos.runner import Recovery

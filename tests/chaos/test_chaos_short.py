@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.chaos.config import Config
-from tests.chaos.runner import dumps, run
+from tests.chaos.runner import run
+from tests.chaos.summary import dumps
 from tests.conftest import KAFKA_BOOTSTRAP, MONGO_URI
 
 pytestmark = pytest.mark.chaos

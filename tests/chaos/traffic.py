@@ -4,42 +4,29 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-import orjson
 
-Headers = list[tuple[str, bytes]]
-
-OPEN = "ledger.account.open.v1"
-DEPOSIT = "ledger.deposit.v1"
-WITHDRAW = "ledger.withdrawal.v1"
-TRANSFER = "ledger.transfer.v1"
-FREEZE = "ledger.account.freeze.v1"
-UNFREEZE = "ledger.account.unfreeze.v1"
-CLOSE = "ledger.account.close.v1"
-LIMITS = "ledger.account.limits.v1"
+from tests.chaos.messages import (
+    CLOSE,
+    DEPOSIT,
+    FREEZE,
+    LIMITS,
+    OPEN,
+    TRANSFER,
+    UNFREEZE,
+    WITHDRAW,
+    Message,
+    binary,
+)
+from tests.chaos.poison import poison_message
 
 # Outcome labels (see verify.label): a success type's last word, or rejected:/failed:<reason>.
 FUNDS = frozenset({"rejected:insufficient_funds", "rejected:limit_exceeded"})
 HUGE = 10**13  # more than every deposit of a run together: always insufficient_funds
 TOKEN_TTL_S = 12 * 3600
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One record the chaos producer sends; `expect` is empty for poison."""
-
-    id: str  # the command id, or the poison id
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-    expect: frozenset[str] = frozenset()
-    type: str = ""
-    data: Any = None
-    poison: str | None = None  # expected tally_error_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,21 +82,6 @@ class Tokens:
                 None,  # no authtoken at all
             ]
         )
-
-
-def binary(
-    command_id: str, ctype: str, data: Any, token: bytes | None, key: str | None
-) -> tuple[bytes | None, bytes, Headers]:
-    headers: Headers = [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", command_id.encode()),
-        ("ce_source", b"chaos"),
-        ("ce_type", ctype.encode()),
-        ("content-type", b"application/json"),
-    ]
-    if token is not None:
-        headers.append(("ce_authtoken", token))
-    return key.encode() if key else None, orjson.dumps(data), headers
 
 
 class Traffic:
@@ -414,72 +386,7 @@ class Traffic:
         return self.command(DEPOSIT, data, expect, key=key, token=self.payments(), prefix="p")
 
     def poison(self) -> Message:
-        pid = self._id("x")
-        kind = self.rng.choice(list(_POISON))
-        reason, key, value, headers = _POISON[kind](self, pid)
-        return Message(pid, key, value, [*headers, ("chaos_poison", pid.encode())], poison=reason)
-
-
-# ---------------------------------------------------------------------- poison kinds
-
-
-def _good_headers(pid: str) -> Headers:
-    return binary(pid, DEPOSIT, {}, None, None)[2]
-
-
-def _garbage(t: Traffic, pid: str) -> tuple[str, bytes | None, bytes | None, Headers]:
-    return "undecodable", b"poison", b"\xff\x00" + t.rng.randbytes(40), []
-
-
-def _empty(t: Traffic, pid: str) -> tuple[str, bytes | None, bytes | None, Headers]:
-    return "undecodable", b"poison", t.rng.choice([b"", None]), []
-
-
-def _oversized(t: Traffic, pid: str) -> tuple[str, bytes | None, bytes | None, Headers]:
-    value = orjson.dumps({"account_id": "a0001", "memo": "x" * 70_000})
-    return "too_large", b"a0001", value, _good_headers(pid)
-
-
-def _no_id(t: Traffic, pid: str) -> tuple[str, bytes | None, bytes | None, Headers]:
-    headers = [h for h in _good_headers(pid) if h[0] != "ce_id"]
-    return "invalid_envelope", b"a0001", b"{}", headers
-
-
-def _old_spec(t: Traffic, pid: str) -> tuple[str, bytes | None, bytes | None, Headers]:
-    headers = [("ce_specversion", b"0.3"), *_good_headers(pid)[1:]]
-    return "invalid_envelope", b"a0001", b"{}", headers
-
-
-def _structured_array(t: Traffic, pid: str) -> tuple[str, bytes | None, bytes | None, Headers]:
-    return "invalid_envelope", None, b"[1, 2, 3]", []
-
-
-def _structured_no_source(t: Traffic, pid: str) -> tuple[str, bytes | None, bytes | None, Headers]:
-    value = orjson.dumps({"specversion": "1.0", "id": pid, "type": DEPOSIT, "data": {}})
-    return "invalid_envelope", None, value, [("content-type", b"application/cloudevents+json")]
-
-
-def _not_json_type(t: Traffic, pid: str) -> tuple[str, bytes | None, bytes | None, Headers]:
-    headers = [*_good_headers(pid)[:4], ("content-type", b"text/plain")]
-    return "undecodable", b"a0001", b'{"a": 1}', headers
-
-
-def _bad_header(t: Traffic, pid: str) -> tuple[str, bytes | None, bytes | None, Headers]:
-    headers = [*_good_headers(pid), ("ce_subject", b"\xff\xfe")]
-    return "invalid_envelope", b"a0001", b"{}", headers
-
-
-_POISON = {
-    "garbage": _garbage,
-    "empty": _empty,
-    "oversized": _oversized,
-    "no_id": _no_id,
-    "old_spec": _old_spec,
-    "structured_array": _structured_array,
-    "structured_no_source": _structured_no_source,
-    "not_json_type": _not_json_type,
-    "bad_header": _bad_header,
-}
+        return poison_message(self.rng, self._id("x"))
 
 
 def _population(rng: random.Random, regular: int) -> Population:
@@ -493,8 +400,3 @@ def _population(rng: random.Random, regular: int) -> Population:
     pop.closed = [Account(f"cls{i:02d}", f"cowner{i:02d}") for i in range(1, 6)]
     pop.toggled = [Account(f"tog{i:02d}", f"towner{i:02d}", overdraft=10_000) for i in range(1, 6)]
     return pop
-
-
-def chunks(items: list[Message], size: int) -> Iterator[list[Message]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

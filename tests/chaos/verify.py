@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from tests.chaos.kafka_io import Seen
-from tests.chaos.traffic import DEPOSIT, TRANSFER, WITHDRAW, Message
+from tests.chaos.messages import DEPOSIT, TRANSFER, WITHDRAW, Message
 
 Doc = dict[str, Any]
 MAX_EXAMPLES = 8
