@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -133,7 +134,14 @@ class MongoStore:
             )
 
     async def write_effects(self, effects: Effects) -> None:
-        await self._insert_all(self.entries, effects.entries, "entries")
+        # Three independent collections, written concurrently: two round trips fewer in a row.
+        await asyncio.gather(
+            self._insert_all(self.entries, effects.entries, "entries"),
+            self._write_transfers(effects),
+            self._insert_all(self.refs, effects.refs, "external_refs"),
+        )
+
+    async def _write_transfers(self, effects: Effects) -> None:
         # New documents are inserted (an existing one wins, as with put_inbox) before the
         # settled transfers are updated, so a debit and its settlement can share a flush.
         await self._insert_all(self.transfers, effects.new_transfers, "transfers")
@@ -142,7 +150,6 @@ class MongoStore:
             for u in effects.transfer_updates
         ]
         await self._bulk(self.transfers, transfer_ops, "transfers")
-        await self._insert_all(self.refs, effects.refs, "external_refs")
 
     async def _insert_all(
         self, collection: AsyncCollection[Doc], docs: list[Doc], op: str
