@@ -14,7 +14,7 @@ from streams.batch import BatchDecider, Doc, Loaded, Plan, ref_id
 from streams.decode import LEG_TYPE, CommandItem, DeadItem, Decoder, Item, LegItem, leg_value
 from streams.publish import KafkaPublisher, Message, dead_letter, outcome_message
 from streams.settings import Settings
-from streams.store import AccountWrite, Effects, MongoStore
+from streams.store import AccountWrite, Effects, MongoStore, outbox_records
 
 _INBOX_FIELDS = ("_id", "command_id", "outcome", "leg", "at")
 _CACHED_ACCOUNTS = 100_000  # documents kept by the account cache, oldest written first out
@@ -79,7 +79,7 @@ class Pipeline:
         )
         accounts |= cached
         maybe = {
-            key: doc.get("outbox", [])
+            key: outbox_records(doc)
             for key, doc in accounts.items()
             if self._flushed.get(key) != doc.get("version")
         }
