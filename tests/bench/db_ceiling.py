@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import bson
@@ -155,9 +156,12 @@ async def run(uri: str, database: str, writes: Writes, tpl: Templates, accounts:
             for n_acc, n_ent, n_new, n_set, n_ref, n_inb, n_cpl in rounds:
                 chosen = [account_ids[(cursor + i) % accounts] for i in range(n_acc)]
                 cursor += n_acc
-                await _bulk(
-                    db, "accounts", [UpdateOne({"_id": a}, {"$set": state}) for a in chosen]
-                )
+                # Every update changes the document (a server may skip a no-op update).
+                account_ops = [
+                    UpdateOne({"_id": a}, {"$set": {**state, "version": cursor, "balance": i}})
+                    for i, a in enumerate(chosen)
+                ]
+                await _bulk(db, "accounts", account_ops)
                 await _bulk(
                     db,
                     "entries",
@@ -166,12 +170,13 @@ async def run(uri: str, database: str, writes: Writes, tpl: Templates, accounts:
                 fresh = [ids["transfer"].next() for _ in range(n_new)]
                 settle += fresh
                 settled, settle = settle[:n_set], settle[n_set:]
-                await _bulk(db, "transfers", [InsertOne({**tpl.transfer, "_id": t}) for t in fresh])
-                await _bulk(
-                    db,
-                    "transfers",
-                    [UpdateOne({"_id": t}, {"$set": {"state": "completed"}}) for t in settled],
-                )
+                debited = {**tpl.transfer, "state": "debited"}
+                await _bulk(db, "transfers", [InsertOne({**debited, "_id": t}) for t in fresh])
+                settle_ops = [
+                    UpdateOne({"_id": t}, {"$set": {"state": "completed", "updated_at": _now()}})
+                    for t in settled
+                ]
+                await _bulk(db, "transfers", settle_ops)
                 await _bulk(db, "external_refs", _inserts(tpl.ref, ids["ref"], n_ref))
                 await _bulk(db, "inbox", _inserts(tpl.inbox, ids["inbox"], n_inb))
                 completes = [
@@ -188,6 +193,10 @@ async def run(uri: str, database: str, writes: Writes, tpl: Templates, accounts:
 
 def _inserts(template: Doc, ids: _Ids, count: int) -> list[Any]:
     return [InsertOne({**template, "_id": ids.next()}) for _ in range(count)]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 SPENT: dict[str, float] = {}  # seconds per collection in the last run, for the report
