@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     currencies: Annotated[frozenset[str], NoDecode] = frozenset({"EUR", "USD", "GBP", "CHF", "JPY"})
     max_message_bytes: int = Field(default=65536, ge=1)
 
-    batch_max_records: int = Field(default=500, ge=1)
+    batch_max_records: int = Field(default=1000, ge=1)
     poll_timeout_ms: int = Field(default=100, ge=1)
     shutdown_timeout: float = Field(default=30.0, gt=0)
     session_timeout_ms: int = Field(default=10000, ge=1000)
