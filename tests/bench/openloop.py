@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from tests.bench.kafka_io import Outcomes
 from tests.bench.progress import Progress
-from tests.bench.workload import Record
+from tests.bench.workload import TRANSFER, Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,12 +20,13 @@ class Latencies:
     achieved_per_s: float  # what the producer managed to send
     sent: int
     millis: list[float]  # outcome record timestamp - command record timestamp, sorted
+    transfer_millis: list[float]  # the same for transfers only (two hops: debit, credit)
 
-    def percentile(self, p: float) -> float:
-        if not self.millis:
+    def percentile(self, p: float, transfers: bool = False) -> float:
+        values = self.transfer_millis if transfers else self.millis
+        if not values:
             return float("nan")
-        index = min(len(self.millis) - 1, round(p / 100 * (len(self.millis) - 1)))
-        return self.millis[index]
+        return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 async def run(
@@ -58,4 +59,10 @@ async def run(
         await producer.stop()
     done = await outcomes.wait_for(stamps, "open loop outcomes", timeout=300)
     millis = sorted(float(o.timestamp_ms - stamps[o.correlation_id]) for o in done)
-    return Latencies(rate, len(records) / elapsed, len(records), millis)
+    transfers = {r.command_id for r in records if r.type == TRANSFER}
+    transfer_millis = sorted(
+        float(o.timestamp_ms - stamps[o.correlation_id])
+        for o in done
+        if o.correlation_id in transfers
+    )
+    return Latencies(rate, len(records) / elapsed, len(records), millis, transfer_millis)

@@ -6,6 +6,8 @@ import argparse
 import os
 from dataclasses import dataclass
 
+from streams.settings import Settings
+
 
 @dataclass(frozen=True, slots=True)
 class Options:
@@ -26,7 +28,8 @@ class Options:
 
     @property
     def batch_max_records(self) -> int:
-        return int(self.worker_env.get("TALLY_BATCH_MAX_RECORDS", "500"))
+        default = Settings.model_fields["batch_max_records"].default
+        return int(self.worker_env.get("TALLY_BATCH_MAX_RECORDS", default))
 
 
 def parse(argv: list[str] | None = None) -> Options:

@@ -34,6 +34,8 @@ class Result:
     peak_rss_mib: float = math.nan
     latencies: Latencies | None = None
     mongo_seconds: dict[str, float] = field(default_factory=dict)
+    drain_metrics: dict[str, float] = field(default_factory=dict)
+    open_loop_batches: dict[str, float] = field(default_factory=dict)
     ceiling_seconds: dict[str, float] = field(default_factory=dict)
     batches: int = 0
     worker_env: dict[str, str] = field(default_factory=dict)
@@ -55,6 +57,8 @@ class Result:
             "ratio_vs_naive": round(self.tally_per_s / naive, 2) if naive else None,
             "p50_ms": round(lat.percentile(50), 1) if lat else None,
             "p99_ms": round(lat.percentile(99), 1) if lat else None,
+            "p50_transfer_ms": round(lat.percentile(50, True), 1) if lat else None,
+            "p99_transfer_ms": round(lat.percentile(99, True), 1) if lat else None,
             "open_loop_offered_per_s": round(lat.offered_per_s, 1) if lat else None,
             "open_loop_commands": lat.sent if lat else 0,
             "cpu_s_per_1000_cmds": round(self.cpu_s_per_1000, 3),
@@ -70,6 +74,7 @@ class Result:
             "batch_max_records": self.batch_max_records,
             "seed": self.seed,
             "run": self.run,
+            "open_loop_batches": {k: round(v, 1) for k, v in self.open_loop_batches.items()},
             "worker_env": self.worker_env,
             "worker_source": self.worker_source,
         }
@@ -106,6 +111,16 @@ def table(r: Result) -> str:
             f"{lat.achieved_per_s:.0f}/s): p50 {lat.percentile(50):.1f} ms, "
             f"p99 {lat.percentile(99):.1f} ms   (target p99 ≤ 250 ms)"
         )
+        out.append(
+            f"  transfers (debit, then credit on the destination's partition): "
+            f"p50 {lat.percentile(50, True):.1f} ms, p99 {lat.percentile(99, True):.1f} ms"
+        )
+        b = r.open_loop_batches
+        if b.get("batches"):
+            out.append(
+                f"  {b['batches']:.0f} batches of {b['mean_records']:.0f} records on average, "
+                f"{b['mean_mongo_ms']:.0f} ms of MongoDB calls each (summed, some run together)"
+            )
     out.append(
         f"worker CPU per 1,000 commands {r.cpu_s_per_1000:.3f} s; peak RSS {r.peak_rss_mib:.0f} MiB"
     )

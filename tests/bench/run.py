@@ -74,6 +74,7 @@ async def _measure(opts: Options, names: Names, out: Path) -> report.Result:
         result.latencies = await openloop.run(
             names.bootstrap, topics["COMMANDS"], [record(c, signer) for c in fresh], rate, outcomes
         )
+        result.open_loop_batches = _batches(result.drain_metrics, await scrape(names.http_port))
         result.peak_rss_mib = worker.peak_rss_mib()
     finally:
         worker.stop()
@@ -141,6 +142,7 @@ async def _tally(
         others_end = {name: cpu_seconds(pid) for name, pid in others.items()}
         finished = max(o.timestamp_ms for o in done) / 1000
         metrics = await _settled_metrics(names.http_port)
+        result.drain_metrics = metrics
         after = await db_ceiling.snapshot(db)
     finally:
         await client.close()
@@ -159,6 +161,23 @@ async def _tally(
         k.split('"')[1]: v for k, v in metrics.items() if k.startswith("tally_mongo_seconds_sum")
     }
     result.db_writes = db_ceiling.writes_between(before, after, result.batches)
+
+
+def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Batches of the open loop: how many, how big, how long in MongoDB calls each."""
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    count = delta("tally_batch_size_count")
+    mongo = sum(
+        delta(k) for k in after if k.startswith("tally_mongo_seconds_sum") and "ping" not in k
+    )
+    return {
+        "batches": count,
+        "mean_records": delta("tally_batch_size_sum") / count if count else 0.0,
+        "mean_mongo_ms": 1000 * mongo / count if count else 0.0,
+    }
 
 
 def _servers(names: Names) -> dict[str, int]:
