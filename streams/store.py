@@ -123,18 +123,22 @@ class MongoStore:
         ops: list[Any] = [_account_op(w) for w in writes]
         if not ops:
             return
-        try:
-            async with _timed("accounts"):
-                result = await self.accounts.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            raise ConflictError(
-                f"{len(exc.details['writeErrors'])} account write(s) conflicted"
-            ) from exc
-        expected = sum(1 for w in writes if w.loaded_version is not None)
-        if result.matched_count != expected:
-            raise ConflictError(
-                f"{expected - result.matched_count} account(s) changed since loaded"
+        async with _timed("accounts"):
+            results = await asyncio.gather(
+                *(self.accounts.bulk_write(half, ordered=False) for half in _halves(ops)),
+                return_exceptions=True,
             )
+        matched = 0
+        for result in results:
+            if isinstance(result, BulkWriteError):
+                errors = len(result.details["writeErrors"])
+                raise ConflictError(f"{errors} account write(s) conflicted") from result
+            if isinstance(result, BaseException):
+                raise result
+            matched += result.matched_count
+        expected = sum(1 for w in writes if w.loaded_version is not None)
+        if matched != expected:
+            raise ConflictError(f"{expected - matched} account(s) changed since loaded")
 
     async def write_effects(self, effects: Effects) -> None:
         # Three independent collections, written concurrently: two round trips fewer in a row.
@@ -152,7 +156,9 @@ class MongoStore:
             UpdateOne({"_id": u["_id"], "command_id": u["command_id"]}, {"$set": u["set"]})
             for u in effects.transfer_updates
         ]
-        await self._bulk(self.transfers, transfer_ops, "transfers")
+        await asyncio.gather(
+            *(self._bulk(self.transfers, h, "transfers") for h in _halves(transfer_ops))
+        )
 
     async def _insert_all(
         self, collection: AsyncCollection[Doc], docs: list[Doc], op: str
@@ -175,6 +181,12 @@ class MongoStore:
         if ops:
             async with _timed(op):
                 await collection.bulk_write(ops, ordered=False)
+
+
+def _halves(ops: list[Any]) -> list[list[Any]]:
+    # Updates go out as two bulk writes at once: FerretDB runs every update statement on its
+    # own (read, write, commit), so a second connection keeps a second core busy.
+    return [ops[: len(ops) // 2], ops[len(ops) // 2 :]] if len(ops) > 1 else [ops]
 
 
 def outbox_records(account: Doc) -> list[Doc]:
