@@ -18,6 +18,7 @@ class Options:
     seed: int
     open_seconds: float
     open_load: float
+    open_rate: float | None
     worker_env: dict[str, str]
     bootstrap: str
     mongo_uri: str
@@ -54,6 +55,11 @@ def parse(argv: list[str] | None = None) -> Options:
         "--open-load", type=float, default=0.5, help="open-loop rate as a share of Tally's max"
     )
     p.add_argument(
+        "--open-rate",
+        type=float,
+        help="open-loop rate in commands/s, instead of --open-load (to compare at equal load)",
+    )
+    p.add_argument(
         "--worker-env",
         action="append",
         default=[],
@@ -82,6 +88,7 @@ def parse(argv: list[str] | None = None) -> Options:
         seed=a.seed,
         open_seconds=a.open_seconds,
         open_load=a.open_load,
+        open_rate=a.open_rate,
         worker_env=extra,
         bootstrap=os.environ.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         mongo_uri=os.environ.get("TALLY_MONGO_URI", "mongodb://127.0.0.1:27017"),

@@ -164,7 +164,10 @@ def chart(r: Result, path: Path, docs_copy: Path | None) -> None:
         cdf.axvline(250, color="#c23030", linewidth=1)
         cdf.set_xlabel("end-to-end latency, ms (command record → outcome record)")
         cdf.set_ylabel("share of commands")
-        cdf.set_title(f"Open loop at {lat.offered_per_s:.0f} commands/s (50% of Tally's max)")
+        share = lat.offered_per_s / r.tally_per_s
+        cdf.set_title(
+            f"Open loop at {lat.offered_per_s:.0f} commands/s ({share:.0%} of Tally's max)"
+        )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

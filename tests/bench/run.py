@@ -69,7 +69,7 @@ async def _measure(opts: Options, names: Names, out: Path) -> report.Result:
             settings, names.topic("ceiling-in"), names.topic("ceiling-out"), len(records)
         )
         await _tally(opts, names, worker, outcomes, [c.id for c in main], result, out)
-        rate = opts.open_load * result.tally_per_s
+        rate = opts.open_rate or opts.open_load * result.tally_per_s
         fresh = mix.take(max(1, int(rate * opts.open_seconds)))
         result.latencies = await openloop.run(
             names.bootstrap, topics["COMMANDS"], [record(c, signer) for c in fresh], rate, outcomes
