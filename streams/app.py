@@ -22,6 +22,7 @@ from streams.store import ConflictError, MongoStore
 from streams.web import build_app, serve
 
 log = logging.getLogger("tally.worker")
+_CLOSE_RESERVE_S = 5.0  # of TALLY_SHUTDOWN_TIMEOUT, kept for closing the clients
 
 
 class Worker:
@@ -33,6 +34,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # held while a batch is processed and committed
         self._deadline = float("inf")
+        self._attempt: asyncio.Timeout | None = None  # bounds the batch attempt in flight
         self._committed: dict[Any, int] = {}
         self._store = MongoStore.connect(settings.mongo_uri, settings.mongo_db)
         self._keys = TokenKeys(
@@ -47,6 +49,21 @@ class Worker:
             log.info("stopping: finishing the batch in flight")
             self._deadline = time.monotonic() + self.settings.shutdown_timeout
             self._stopping.set()
+            if self._attempt is not None:
+                # A batch waiting on a database that does not answer must not outlive the
+                # deadline; cutting it is as safe as a crash at that instant (ADR 0004).
+                self._attempt.reschedule(self._cut_at())
+
+    def _batch_time_left(self) -> float:
+        """Until a batch must give up: the shutdown deadline less the time to close."""
+        reserve = min(_CLOSE_RESERVE_S, self.settings.shutdown_timeout / 4)
+        return self._deadline - reserve - time.monotonic()
+
+    def _cut_at(self) -> float | None:
+        """Loop time at which a batch attempt is cut; None while not stopping."""
+        if not self._stopping.is_set():
+            return None
+        return asyncio.get_running_loop().time() + self._batch_time_left()
 
     def _build_kafka_clients(self) -> None:
         # aiokafka clients bind to the running loop, so they are built inside run().
@@ -152,7 +169,7 @@ class Worker:
         delay = 0.05
         while True:
             try:
-                await self._pipeline.process(records, fetched_at)
+                await self._attempt_batch(records, fetched_at)
                 self.health.set("pipeline", None)
                 return True
             except ConflictError as exc:
@@ -169,12 +186,19 @@ class Worker:
                     extra={"error": repr(exc)[:300], "records": len(records)},
                     exc_info=not _is_transient(exc),
                 )
-            remaining = self._deadline - time.monotonic()
+            remaining = self._batch_time_left()
             if remaining <= 0:
                 log.warning("shutdown deadline passed; batch left for redelivery")
                 return False
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, self.settings.retry_backoff_max)
+
+    async def _attempt_batch(self, records: list[Any], fetched_at: float) -> None:
+        try:
+            async with asyncio.timeout_at(self._cut_at()) as self._attempt:
+                await self._pipeline.process(records, fetched_at)
+        finally:
+            self._attempt = None  # stop() may only reschedule an attempt still running
 
     async def _on_revoked(self, revoked: Any) -> None:
         self.health.set("consumer_group", "rebalancing")
@@ -232,7 +256,8 @@ class Worker:
             ("mongodb", self._store.close),
         ):
             try:
-                async with asyncio.timeout(5):
+                remaining = self._deadline - time.monotonic()
+                async with asyncio.timeout(min(5.0, max(0.2, remaining / 4))):
                     await close()
             except Exception as exc:
                 log.warning("close failed", extra={"client": name, "error": repr(exc)[:200]})
