@@ -190,8 +190,8 @@ async def run(cfg: Config) -> tuple[dict[str, Any], Report]:
         await tail.stop()
         await producer.stop()
         await infra.down()  # a private pair only; its data stays for a failed run
-    if report.ok and not cfg.keep and infra.private:
-        shutil.rmtree(run_dir / "infra", ignore_errors=True)
+    if report.ok and not cfg.keep:  # a failed run keeps its logs (and private data)
+        shutil.rmtree(run_dir, ignore_errors=True)
     return summary, report
 
 
