@@ -188,14 +188,14 @@ def _servers(names: Names) -> dict[str, int]:
 
 
 async def _settled_metrics(port: int) -> dict[str, float]:
-    """Metrics once the worker is idle: a batch's inbox writes and metrics follow its outcomes."""
-    previous = await scrape(port)
+    """Metrics once the worker has committed everything: a batch's inbox writes, metrics and
+    commit follow its outcomes, and the lag gauges read zero only after the commit."""
     while True:
-        await asyncio.sleep(1.0)
-        current = await scrape(port)
-        if current.get("tally_batch_size_count") == previous.get("tally_batch_size_count"):
-            return current
-        previous = current
+        metrics = await scrape(port)
+        lags = [v for k, v in metrics.items() if k.startswith("tally_consumer_lag{")]
+        if lags and not any(lags):
+            return metrics
+        await asyncio.sleep(0.5)
 
 
 async def _db_ceiling(opts: Options, names: Names, result: report.Result) -> None:
