@@ -4,13 +4,15 @@ The counts of each kind of write are read from Tally's database after its run (a
 versions, journal entries, inbox records, ...), the documents are copies of Tally's own, and
 every write is a single-document operation by `_id` in bulk writes, split into as many
 rounds as Tally had batches. No reads, no Kafka: the most this server can absorb.
-Each kind is written as streams/store.py writes it (first-write-wins records as inserts,
-account and transfer changes as updates, the saga's completion as an upsert), but every
-update's filter is `_id` alone, the cheapest form.
+Each kind is written as streams/store.py writes it, in the same order and with the same
+concurrency (first-write-wins records as inserts; account and transfer changes as updates,
+in two halves at once; journal, transfers and refs together; the saga's completion as an
+upsert), but every update's filter is `_id` alone, the cheapest form.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -161,23 +163,18 @@ async def run(uri: str, database: str, writes: Writes, tpl: Templates, accounts:
                     UpdateOne({"_id": a}, {"$set": {**state, "version": cursor, "balance": i}})
                     for i, a in enumerate(chosen)
                 ]
-                await _bulk(db, "accounts", account_ops)
-                await _bulk(
-                    db,
-                    "entries",
-                    [InsertOne({**tpl.entry, "_id": ids["entry"].next()}) for _ in range(n_ent)],
-                )
+                await _halves(db, "accounts", account_ops)
                 fresh = [ids["transfer"].next() for _ in range(n_new)]
                 settle += fresh
                 settled, settle = settle[:n_set], settle[n_set:]
-                debited = {**tpl.transfer, "state": "debited"}
-                await _bulk(db, "transfers", [InsertOne({**debited, "_id": t}) for t in fresh])
-                settle_ops = [
-                    UpdateOne({"_id": t}, {"$set": {"state": "completed", "updated_at": _now()}})
-                    for t in settled
+                entries = [
+                    InsertOne({**tpl.entry, "_id": ids["entry"].next()}) for _ in range(n_ent)
                 ]
-                await _bulk(db, "transfers", settle_ops)
-                await _bulk(db, "external_refs", _inserts(tpl.ref, ids["ref"], n_ref))
+                await asyncio.gather(
+                    _bulk(db, "entries", entries),
+                    _transfers(db, tpl.transfer, fresh, settled),
+                    _bulk(db, "external_refs", _inserts(tpl.ref, ids["ref"], n_ref)),
+                )
                 await _bulk(db, "inbox", _inserts(tpl.inbox, ids["inbox"], n_inb))
                 completes = [
                     UpdateOne({"_id": f"x-{t}"}, {"$set": {"outcome": tpl.inbox}}, upsert=True)
@@ -189,6 +186,23 @@ async def run(uri: str, database: str, writes: Writes, tpl: Templates, accounts:
         return time.perf_counter() - started
     finally:
         await client.close()
+
+
+async def _transfers(
+    db: AsyncDatabase[Doc], template: Doc, fresh: list[str], settled: list[str]
+) -> None:
+    debited = {**template, "state": "debited"}
+    await _bulk(db, "transfers", [InsertOne({**debited, "_id": t}) for t in fresh])
+    settle_ops = [
+        UpdateOne({"_id": t}, {"$set": {"state": "completed", "updated_at": _now()}})
+        for t in settled
+    ]
+    await _halves(db, "transfers", settle_ops)
+
+
+async def _halves(db: AsyncDatabase[Doc], collection: str, ops: list[Any]) -> None:
+    half = len(ops) // 2
+    await asyncio.gather(_bulk(db, collection, ops[:half]), _bulk(db, collection, ops[half:]))
 
 
 def _inserts(template: Doc, ids: _Ids, count: int) -> list[Any]:

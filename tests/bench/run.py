@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from pymongo import AsyncMongoClient
 
 from streams.settings import Settings
 from tests.bench import db_ceiling, kafka_ceiling, naive, openloop, report
-from tests.bench.infra import Names, clean_up, create_topics, new_names
+from tests.bench.infra import PARTITIONS, Names, clean_up, create_topics, new_names
 from tests.bench.kafka_io import REJECTED, Outcomes, preload
 from tests.bench.options import Options, parse
 from tests.bench.progress import note
@@ -189,13 +190,20 @@ def _servers(names: Names) -> dict[str, int]:
 
 async def _settled_metrics(port: int) -> dict[str, float]:
     """Metrics once the worker has committed everything: a batch's inbox writes, metrics and
-    commit follow its outcomes, and the lag gauges read zero only after the commit."""
+    commit follow its outcomes. A partition's lag gauge appears with its first commit and reads
+    zero once its last batch is committed; a partition that got no records never has one, so
+    an idle worker (no new batch for 3 s) with every existing gauge at zero is settled too."""
+    last_count, since = -1.0, time.monotonic()
     while True:
         metrics = await scrape(port)
         lags = [v for k, v in metrics.items() if k.startswith("tally_consumer_lag{")]
-        if lags and not any(lags):
+        count = metrics.get("tally_batch_size_count", 0.0)
+        if count != last_count:
+            last_count, since = count, time.monotonic()
+        idle = time.monotonic() - since > 3.0
+        if lags and not any(lags) and (len(lags) == 2 * PARTITIONS or idle):
             return metrics
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.25)
 
 
 async def _db_ceiling(opts: Options, names: Names, result: report.Result) -> None:
