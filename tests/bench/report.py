@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ class Result:
     batches: int = 0
     worker_env: dict[str, str] = field(default_factory=dict)
     worker_source: str | None = None
+    load_average: list[float] = field(default_factory=list)  # 1-min load at start and end
 
     @property
     def ceiling(self) -> float:
@@ -77,6 +79,7 @@ class Result:
             "open_loop_batches": {k: round(v, 1) for k, v in self.open_loop_batches.items()},
             "worker_env": self.worker_env,
             "worker_source": self.worker_source,
+            "load_average": self.load_average,
         }
 
 
@@ -124,6 +127,9 @@ def table(r: Result) -> str:
     out.append(
         f"worker CPU per 1,000 commands {r.cpu_s_per_1000:.3f} s; peak RSS {r.peak_rss_mib:.0f} MiB"
     )
+    if r.load_average:
+        loads = " -> ".join(f"{x:.1f}" for x in r.load_average)
+        out.append(f"machine load (1-min average, {os.cpu_count()} cores): {loads}")
     if r.server_cpu_s_per_1000:
         servers = ", ".join(f"{k} {v:.3f} s" for k, v in r.server_cpu_s_per_1000.items())
         out.append(f"server CPU per 1,000 commands during the drain: {servers}")
@@ -146,7 +152,10 @@ def chart(r: Result, path: Path, docs_copy: Path | None) -> None:
     import matplotlib.pyplot as plt
 
     fig, (bars, cdf) = plt.subplots(1, 2, figsize=(11, 4.2))
-    names = ["Kafka\nceiling", "database\nceiling", "Tally", "naive\nloop"]
+    naive = (
+        f"naive loop\n({r.naive_commands:,} sample)" if r.naive_per_s else "naive loop\n(skipped)"
+    )
+    names = ["Kafka\nceiling", "database\nceiling", "Tally", naive]
     values = [r.kafka_ceiling_per_s, r.db_ceiling_per_s, r.tally_per_s, r.naive_per_s or 0.0]
     colors = ["#9aa5b1", "#9aa5b1", "#2f6fdf", "#d9822b"]
     drawn = bars.bar(names, values, color=colors)

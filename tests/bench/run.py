@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ async def _measure(opts: Options, names: Names, out: Path) -> report.Result:
     )
     result.worker_env = opts.worker_env
     result.worker_source = opts.worker_source
+    result.load_average = [os.getloadavg()[0]]
     accounts = account_ids(opts.accounts)
     signer = Signer(names.secret)
     mix = Mix(accounts, opts.seed, names.run)
@@ -80,6 +82,7 @@ async def _measure(opts: Options, names: Names, out: Path) -> report.Result:
     finally:
         worker.stop()
         await outcomes.stop()
+    result.load_average.append(os.getloadavg()[0])
     await _db_ceiling(opts, names, result)
     if not opts.skip_naive:
         result.naive_commands = opts.naive_commands
