@@ -41,7 +41,8 @@ class Result:
     batches: int = 0
     worker_env: dict[str, str] = field(default_factory=dict)
     worker_source: str | None = None
-    load_average: list[float] = field(default_factory=list)  # 1-min load at start and end
+    load_average: list[float] = field(default_factory=list)  # before, after Tally's runs
+    commit: str = ""
 
     @property
     def ceiling(self) -> float:
@@ -80,6 +81,7 @@ class Result:
             "worker_env": self.worker_env,
             "worker_source": self.worker_source,
             "load_average": self.load_average,
+            "commit": self.commit,
         }
 
 
@@ -129,7 +131,10 @@ def table(r: Result) -> str:
     )
     if r.load_average:
         loads = " -> ".join(f"{x:.1f}" for x in r.load_average)
-        out.append(f"machine load (1-min average, {os.cpu_count()} cores): {loads}")
+        out.append(
+            f"machine load (1-min average, {os.cpu_count()} cores), before the run -> after "
+            f"Tally's runs: {loads}; code at {r.commit}"
+        )
     if r.server_cpu_s_per_1000:
         servers = ", ".join(f"{k} {v:.3f} s" for k, v in r.server_cpu_s_per_1000.items())
         out.append(f"server CPU per 1,000 commands during the drain: {servers}")

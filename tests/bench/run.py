@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -43,6 +44,7 @@ async def _measure(opts: Options, names: Names, out: Path) -> report.Result:
     result.worker_env = opts.worker_env
     result.worker_source = opts.worker_source
     result.load_average = [os.getloadavg()[0]]
+    result.commit = _commit()
     accounts = account_ids(opts.accounts)
     signer = Signer(names.secret)
     mix = Mix(accounts, opts.seed, names.run)
@@ -165,6 +167,18 @@ async def _tally(
         k.split('"')[1]: v for k, v in metrics.items() if k.startswith("tally_mongo_seconds_sum")
     }
     result.db_writes = db_ceiling.writes_between(before, after, result.batches)
+
+
+def _commit() -> str:
+    """The checkout measured: HEAD, marked when streams/, handlers/ or models/ differ from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", "streams", "handlers", "models")
+    return f"{head}+changes" if dirty else head
 
 
 def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
