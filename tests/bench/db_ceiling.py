@@ -1,14 +1,13 @@
-"""Database ceiling: Tally's own writes for the workload, replayed straight into MongoDB.
+"""Database ceiling: Tally's own writes for the workload, replayed straight into MongoDB."""
 
-The counts of each kind of write are read from Tally's database after its run (account
-versions, journal entries, inbox records, ...), the documents are copies of Tally's own, and
-every write is a single-document operation by `_id` in bulk writes, split into as many
-rounds as Tally had batches. No reads, no Kafka: the most this server can absorb.
-Each kind is written as streams/store.py writes it, in the same order and with the same
-concurrency (first-write-wins records as inserts; account and transfer changes as updates,
-in two halves at once; journal, transfers and refs together; the saga's completion as an
-upsert), but every update's filter is `_id` alone, the cheapest form.
-"""
+# The counts of each kind of write are read from Tally's database after its run (account
+# versions, journal entries, inbox records, ...), the documents are copies of median-size
+# documents Tally wrote, and every write is a single-document operation by `_id` in bulk
+# writes, split into as many rounds as Tally had batches. No reads, no Kafka: the most this
+# server can absorb. Each kind is written as streams/store.py writes it, in the same order and
+# with the same concurrency (first-write-wins records as inserts; account and transfer changes
+# as updates, in two halves at once; journal, transfers and refs together; the saga's
+# completion as an upsert), but every update's filter is `_id` alone, the cheapest form.
 
 from __future__ import annotations
 

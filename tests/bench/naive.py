@@ -1,10 +1,9 @@
-"""The naive loop a tutorial would write: one message at a time, every step awaited.
+"""The naive loop a tutorial would write: one message at a time, every step awaited."""
 
-Validate (token and schema, with Tally's own models), find_one, update_one, insert_one,
-send_and_wait, commit; the same balance and journal effects as Tally for a deposit, a
-withdrawal and a transfer. It is what Tally is measured against, not a second implementation:
-no idempotence, no outbox, no dead letters.
-"""
+# Validate (token and schema, with Tally's own models), find_one, update_one, insert_one,
+# send_and_wait, commit; the same balance and journal effects as Tally for a deposit, a
+# withdrawal and a transfer. It is what Tally is measured against, not a second
+# implementation: no idempotence, no outbox, no dead letters.
 
 from __future__ import annotations
 
