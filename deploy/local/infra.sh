@@ -21,7 +21,7 @@ FERRET_BIN="$LOCAL/bin/ferretdb"
 FERRET_DATA="$STATE/ferretdb/data"
 MONGOD_DATA="$STATE/mongod"
 POM="$ROOT/deploy/local/kafka/pom.xml"
-FERRET_PATCH="$ROOT/deploy/local/ferretdb/update-statements.patch"
+FERRET_PATCHES=("$ROOT/deploy/local/ferretdb/update-statements.patch" "$ROOT/deploy/local/ferretdb/id-pushdown.patch")
 KAFKA_VERSION_STAMP="$KAFKA_LIBS/.pom.sha256"
 
 FERRETDB_VERSION="${TALLY_FERRETDB_VERSION:-v1.24.2}"
@@ -215,7 +215,7 @@ use_mongod() {
 
 ferretdb_fetch() {
   local want mod="github.com/FerretDB/FerretDB" src build="$LOCAL/ferretdb-build"
-  want="$FERRETDB_VERSION $(sha256sum "$FERRET_PATCH" | cut -d' ' -f1)"
+  want="$FERRETDB_VERSION $(cat "${FERRET_PATCHES[@]}" | sha256sum | cut -d' ' -f1)"
   if [[ -x $FERRET_BIN && -f $FERRET_BIN.stamp && "$(<"$FERRET_BIN.stamp")" == "$want" ]]; then
     return 0
   fi
@@ -223,8 +223,9 @@ ferretdb_fetch() {
   log "building FerretDB $FERRETDB_VERSION with go (once, about 2 minutes cold)"
   # Not `go install ...@version`: the module zip lacks the generated build/version/version.txt,
   # so that binary panics at start, and some proxies refuse the version list it asks for.
-  # We build a copy of the exact version with version.txt written and one small patch applied
-  # (ADR 0001: updates of 100+ statements deadlock); its go.sum pins every dependency.
+  # We build a copy of the exact version with version.txt written and two small patches
+  # applied (ADR 0001: updates of 100+ statements deadlock; _id filters scan the collection);
+  # its go.sum pins every dependency.
   : >"$LOGS/ferretdb-build.log"
   src="$(go mod download -json "$mod@$FERRETDB_VERSION" 2>>"$LOGS/ferretdb-build.log" |
     sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
@@ -232,8 +233,11 @@ ferretdb_fetch() {
   rm -rf "$build" && mkdir -p "$build" && cp -R "$src/." "$build/" && chmod -R u+w "$build"
   echo "$FERRETDB_VERSION" >"$build/build/version/version.txt"
   echo "tally-local" >"$build/build/version/package.txt"
-  patch -s -d "$build" -p1 <"$FERRET_PATCH" >>"$LOGS/ferretdb-build.log" 2>&1 ||
-    die "FerretDB patch did not apply; see $LOGS/ferretdb-build.log"
+  local p
+  for p in "${FERRET_PATCHES[@]}"; do
+    patch -s -d "$build" -p1 <"$p" >>"$LOGS/ferretdb-build.log" 2>&1 ||
+      die "FerretDB patch $(basename "$p") did not apply; see $LOGS/ferretdb-build.log"
+  done
   (cd "$build" && GOFLAGS=-mod=readonly go build -trimpath -buildvcs=false -o "$FERRET_BIN.tmp" ./cmd/ferretdb) \
     >>"$LOGS/ferretdb-build.log" 2>&1 || die "FerretDB build failed; see $LOGS/ferretdb-build.log"
   mv "$FERRET_BIN.tmp" "$FERRET_BIN"
