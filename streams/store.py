@@ -17,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from streams import metrics
+from streams.decode import command_inbox_id
 
 Doc = dict[str, Any]
 _DUPLICATE_KEY = 11000
@@ -113,7 +114,9 @@ class MongoStore:
     async def complete_commands(self, outcomes: Sequence[Doc]) -> None:
         """Record a saga's terminal outcome on the transfer command's inbox record."""
         ops = [
-            UpdateOne({"_id": o["correlationid"]}, {"$set": {"outcome": o}}, upsert=True)
+            UpdateOne(
+                {"_id": command_inbox_id(o["correlationid"])}, {"$set": {"outcome": o}}, upsert=True
+            )
             for o in outcomes
         ]
         await self._bulk(self.inbox, ops, "inbox_complete")

@@ -203,3 +203,44 @@ async def test_an_account_changed_by_another_writer_makes_the_batch_conflict(env
         await first.process([command(9, "ledger.deposit.v1", deposit)], time.time())
     await first.process([command(9, "ledger.deposit.v1", deposit)], time.time())
     assert (await db.accounts.find_one({"_id": "a"}))["balance"] == 101
+
+
+async def test_a_settled_transfer_records_its_outcome_on_the_transfer_commands_inbox_record(
+    env: Any,
+) -> None:
+    settings, store, publisher, db = env
+    opens = [
+        command(
+            0, "ledger.account.open.v1", {"account_id": "a", "owner_id": "o", "currency": "EUR"}
+        ),
+        command(
+            1, "ledger.account.open.v1", {"account_id": "b", "owner_id": "o", "currency": "EUR"}
+        ),
+        command(
+            2,
+            "ledger.deposit.v1",
+            {"account_id": "a", "amount": 100, "currency": "EUR", "external_ref": "r"},
+        ),
+        command(
+            3,
+            "ledger.transfer.v1",
+            {
+                "transfer_id": "t1",
+                "from_account": "a",
+                "to_account": "b",
+                "amount": 40,
+                "currency": "EUR",
+            },
+        ),
+    ]
+    worker = pipeline(settings, store, publisher)
+    await worker.process(opens, time.time())
+    leg = next(m for m in publisher.sent if m.topic == "ledger.transfers")
+    record = Record(
+        "ledger.transfers", 0, 0, leg.key, leg.value, leg.headers, int(time.time() * 1000)
+    )
+    await worker.process([record], time.time())
+
+    inbox = await db.inbox.find_one({"_id": "c:cmd-3"})
+    assert inbox["outcome"]["type"] == "ledger.transfer.completed.v1"
+    assert await db.inbox.find_one({"_id": "cmd-3"}) is None
