@@ -72,7 +72,9 @@ class Worker:
         self._producer = kafka.producer(s)
         self._consumer = kafka.consumer(s)
         decoder = Decoder(s.topic_transfers, self._keys, s.max_message_bytes, s.max_amount)
-        self._pipeline = Pipeline(s, self._store, KafkaPublisher(self._producer), decoder)
+        self._ownership = kafka.Ownership(s.topic_commands, s.topic_transfers)
+        publisher = KafkaPublisher(self._producer)
+        self._pipeline = Pipeline(s, self._store, publisher, decoder, local=self._ownership)
 
     async def run(self) -> int:
         self._build_kafka_clients()
@@ -153,6 +155,8 @@ class Worker:
         # A rebalance may have taken partitions away between fetch and now: not ours to touch.
         batch = {tp: records for tp, records in batch.items() if tp in owned}
         records = [r for records in batch.values() for r in records]
+        partitions = self._consumer.partitions_for_topic(self.settings.topic_transfers)
+        self._ownership.update(owned, len(partitions or ()))
         if not records or not await self._process(records, fetched_at):
             return
         offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from handlers.decision import Context, Decision, Facts, Rejection
 from handlers.ledger import decide, decide_leg
 from models.commands import Deposit, Transfer, Withdrawal
-from models.documents import Account
+from models.documents import Account, TransferLeg
 from models.events import CommandRejected
 from streams.decode import CommandItem, LegItem, record_day
 from streams.outcomes import StoredEvent, stored_event
@@ -43,6 +44,14 @@ class Plan:
     republish: list[Doc] = field(default_factory=list)  # already-final inbox records
     accepted: list[tuple[str, str]] = field(default_factory=list)  # (type, reason|"accepted")
     timestamps: list[float] = field(default_factory=list)  # record timestamps of outcomes
+    # Local settlement (BatchDecider.settle_locally): credit legs decided in this batch on
+    # destinations this worker owns. Their accounts are written in a second round, after the
+    # debited sources are durable; `first_round` is the state and outbox each account had
+    # before the credits, which is what the first round writes.
+    settled: dict[str, Doc] = field(default_factory=dict)  # transfer command id -> leg record
+    second_round: set[str] = field(default_factory=set)  # accounts credited locally
+    sources: set[str] = field(default_factory=set)  # their debited sources: first round
+    first_round: dict[str, tuple[Account, list[Doc]]] = field(default_factory=dict)
 
 
 def ref_id(account_id: str, external_ref: str) -> str:
@@ -72,6 +81,7 @@ class BatchDecider:
         self._decided: dict[str, Doc] = {}
         self._refs = set(loaded.ref_ids)
         self._transfers = set(loaded.transfer_ids)
+        self._legs: list[tuple[Doc, TransferLeg, Any]] = []  # fresh credit legs, for phase 2
         self.plan = Plan()
         self._adopt_unflushed_outboxes()
 
@@ -137,6 +147,8 @@ class BatchDecider:
         self._note_claims(command)
         record = self._record(item.inbox_id, ctx, result, item.event.attributes.get("traceparent"))
         self._place(key, facts.account, result, record)
+        if result.leg is not None:
+            self._legs.append((record, result.leg, item.record))
         self.plan.accepted.append((item.event.type, "accepted"))
         self.plan.timestamps.append(item.record.timestamp)
 
@@ -150,6 +162,37 @@ class BatchDecider:
         if result.outcome is not None:
             record["completes"] = True
         self._place(key, facts.account, result, record)
+
+    def settle_locally(self, local: Callable[[str], bool]) -> None:
+        """Phase 2: credit, in this batch, the transfers whose destination this worker owns.
+
+        Only legs of transfers decided fresh in this batch (never adopted ones, whose leg may
+        already be on its way), and only onto an account that exists: a missing destination is
+        an account-less decision, which the Kafka leg handles. The credited accounts are written
+        after the first round (the debits) is durable, so a credit never exists without its
+        debit; an account with nothing to do with a local credit is written once, as before.
+        """
+        plan = self.plan
+        plan.first_round = {
+            key: (account, list(plan.outboxes.get(key, [])))
+            for key, account in plan.touched.items()
+        }
+        for source_record, leg, kafka_record in self._legs:
+            destination = leg.to_account
+            account = self._state.get(destination)
+            if account is None or not local(destination):
+                continue
+            ctx = self._context(leg.command_id, leg.message_id, kafka_record)
+            traceparent = source_record["leg"].get("traceparent")  # as the Kafka leg carries it
+            result = decide_leg(leg, Facts(account=account), ctx)
+            record = self._record(f"l:{leg.message_id}", ctx, result, traceparent)
+            if result.outcome is not None:
+                record["completes"] = True
+            self._place(destination, account, result, record)
+            plan.settled[source_record["command_id"]] = record
+            plan.second_round.add(destination)
+            plan.sources.add(leg.from_account)
+        self._legs.clear()
 
     def _ref_used(self, command: object) -> bool:
         if isinstance(command, Deposit | Withdrawal):

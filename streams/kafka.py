@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.partitioner import murmur2
 
 from streams.settings import Settings
 
@@ -88,3 +91,34 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self._on_assigned(assigned)
+
+
+class Ownership:
+    """Which accounts this worker owns during a batch: both of the key's partitions assigned.
+
+    The pipeline credits a transfer in the same batch when it owns the destination (local
+    settlement). Ownership is an optimisation, not a safety property: every account write is
+    version-checked, so a wrong answer costs a retried batch, never a double effect.
+    """
+
+    def __init__(self, commands_topic: str, transfers_topic: str) -> None:
+        self._topics = (commands_topic, transfers_topic)
+        self._owned: frozenset[int] = frozenset()
+        self._count = 0
+
+    def update(self, assignment: Iterable[Any], partition_count: int) -> None:
+        """From the consumer's assignment (TopicPartitions) and the topics' partition count."""
+        commands, transfers = self._topics
+        mine = [(tp.topic, tp.partition) for tp in assignment]
+        owned = (p for t, p in mine if t == commands and (transfers, p) in mine)
+        self._owned = frozenset(owned) if partition_count > 0 else frozenset()
+        self._count = partition_count
+
+    def __call__(self, account: str) -> bool:
+        return bool(self._owned) and partition_of(account, self._count) in self._owned
+
+
+@functools.lru_cache(maxsize=100_000)
+def partition_of(key: str, count: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as aiokafka's) gives a key."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % count

@@ -26,6 +26,11 @@ BATCH_SIZE = Histogram(
 MONGO_SECONDS = Histogram(
     "tally_mongo_seconds", "MongoDB operation latency", ["operation"], buckets=_LATENCY
 )
+MONGO_WRITES = Counter(
+    "tally_mongo_writes",
+    "Documents sent to MongoDB for writing, by operation and kind (insert|update)",
+    ["operation", "kind"],
+)
 BUILD_INFO = Gauge("tally_build_info", "Build information", ["version"])
 BUILD_INFO.labels(__version__).set(1)
 RETRIES = Counter("tally_batch_retries", "Batches retried after a transient failure", ["error"])

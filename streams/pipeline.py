@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from models.commands import Deposit, Transfer, Withdrawal
+from models.documents import Account
 from streams import metrics
 from streams.batch import BatchDecider, Doc, Loaded, Plan, ref_id
-from streams.decode import LEG_TYPE, CommandItem, DeadItem, Decoder, Item, LegItem, leg_value
+from streams.decode import (
+    LEG_TYPE,
+    CommandItem,
+    DeadItem,
+    Decoder,
+    Item,
+    LegItem,
+    command_inbox_id,
+    leg_value,
+)
 from streams.publish import KafkaPublisher, Message, dead_letter, outcome_message
 from streams.settings import Settings
 from streams.store import AccountWrite, Effects, MongoStore, outbox_records
@@ -24,12 +34,20 @@ class Pipeline:
     """Processes one batch of records; raises on a transient failure (the caller retries)."""
 
     def __init__(
-        self, settings: Settings, store: MongoStore, publisher: KafkaPublisher, decoder: Decoder
+        self,
+        settings: Settings,
+        store: MongoStore,
+        publisher: KafkaPublisher,
+        decoder: Decoder,
+        local: Callable[[str], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._publisher = publisher
         self._decoder = decoder
+        # Whether this worker owns an account's partitions now: a transfer to such an account
+        # is credited in the same batch instead of through ledger.transfers (local settlement).
+        self._local: Callable[[str], bool] = local or _nowhere
         # account id -> version whose outbox this process has fully flushed: saves a lookup.
         self._flushed: dict[str, int] = {}
         # account id -> its document as this process last wrote it: saves reading the accounts
@@ -63,11 +81,12 @@ class Pipeline:
         )
         for item in work:
             decider.apply(item)
+        decider.settle_locally(self._local)
         await self._persist_and_publish(decider.plan, dead)
         _observe(decider.plan, dead, fetched_at, len(records))
 
     async def _load(self, work: Sequence[Item]) -> Loaded:
-        keys, transfers, refs = _wanted(work)
+        keys, transfers, refs = _wanted(work, self._local)
         inbox_ids = [i.inbox_id for i in work if isinstance(i, CommandItem | LegItem)]
         store = self._store
         cached = {key: self._accounts[key] for key in keys if key in self._accounts}
@@ -100,18 +119,42 @@ class Pipeline:
         taken = await store.put_inbox([_inbox_record(r) for r in plan.first_inbox])
         if taken:  # another worker decided these first (a rebalance race): theirs is final
             await self._adopt_decisions(plan, taken)
-        writes = [self._account_write(key, plan) for key in plan.touched]
-        await store.write_accounts(writes)  # (b) one atomic write per account
+        first, second = _account_writes(plan)
+        await store.write_accounts(first)  # (b) one atomic write per account
+        # (b2) destinations credited locally, once the debits they depend on are durable
+        await store.write_accounts(second)
         await store.write_effects(_effects(plan.flush))  # (c) journal, transfers, refs
-        await self._publisher.publish(self._messages(plan, dead))  # (d)
-        first = {r["_id"] for r in plan.first_inbox}
-        await store.put_inbox([_inbox_record(r) for r in plan.flush if r["_id"] not in first])
-        await store.complete_commands([r["outcome"] for r in plan.flush if r.get("completes")])
-        for write in writes:  # (e) done: every outbox written above is now flushed
+        # (d) publish, and make the decisions final in the inbox, at once: either alone is
+        # safe after a crash, since a redelivered command finds its inbox record or its
+        # account's outbox, and then republishes the same outcome.
+        await asyncio.gather(
+            self._publisher.publish(self._messages(plan, dead)), self._finish(plan)
+        )
+        for write in [*first, *second]:  # (e) done: every outbox written above is flushed
             key = write.document["_id"]
             version = 1 if write.loaded_version is None else write.loaded_version + 1
             self._flushed[key] = version
             self._cache_account(key, {**write.document, "version": version, "outbox": write.outbox})
+
+    async def _finish(self, plan: Plan) -> None:
+        store = self._store
+        first = {r["_id"] for r in plan.first_inbox}
+        flushed = {r["_id"] for r in plan.flush}
+        terminal = {r["command_id"]: r["outcome"] for r in plan.flush if r.get("completes")}
+        records = [
+            _inbox_record(r, terminal.get(r["command_id"]) if r["_id"].startswith("c:") else None)
+            for r in plan.flush
+            if r["_id"] not in first
+        ]
+        await store.put_inbox(records)
+        # A saga settled in an earlier batch: its outcome goes onto the command's inbox record.
+        await store.complete_commands(
+            [
+                r["outcome"]
+                for r in plan.flush
+                if r.get("completes") and command_inbox_id(r["command_id"]) not in flushed
+            ]
+        )
 
     def _cache_account(self, key: str, document: Doc) -> None:
         self._accounts.pop(key, None)
@@ -126,18 +169,17 @@ class Pipeline:
                 record["outcome"] = stored[record["_id"]].get("outcome")
                 record["leg"] = stored[record["_id"]].get("leg")
 
-    def _account_write(self, key: str, plan: Plan) -> AccountWrite:
-        document = plan.touched[key].model_dump(by_alias=True, exclude={"version"})
-        return AccountWrite(document, plan.versions[key], plan.outboxes.get(key, []))
-
     def _messages(self, plan: Plan, dead: list[DeadItem]) -> list[Message]:
         s = self._settings
         messages: list[Message] = []
+        flushed = {r["_id"] for r in plan.flush}
         for record in [*plan.flush, *plan.republish]:
             if record.get("outcome"):
                 messages.append(outcome_message(s.topic_events, record["outcome"]))
-            if record.get("leg"):
-                messages.append(self._leg_message(record["leg"]))
+            leg = record.get("leg")
+            # A leg settled in this very flush (local settlement) needs no message.
+            if leg and f"l:{leg['command_id']}:{leg['leg']}" not in flushed:
+                messages.append(self._leg_message(leg))
         messages += [dead_letter(s.topic_dlq, d.record, d.reason, d.detail) for d in dead]
         return messages
 
@@ -154,7 +196,43 @@ class Pipeline:
         return Message(self._settings.topic_transfers, account.encode(), leg_value(leg), headers)
 
 
-def _wanted(work: Sequence[Item]) -> tuple[list[str], list[str], list[str]]:
+def _nowhere(account: str) -> bool:
+    return False
+
+
+def _account_writes(plan: Plan) -> tuple[list[AccountWrite], list[AccountWrite]]:
+    """The two rounds of account writes: everything but local credits, then local credits.
+
+    An account credited locally is written once, in the second round, unless it is itself the
+    source of a local credit: then the first round writes its state before the credits (so
+    its debits are durable before the credits they pay for), and the second round the rest.
+    """
+    deferred = plan.second_round - plan.sources
+    first: list[AccountWrite] = []
+    for key, account in plan.touched.items():
+        if key in deferred:
+            continue
+        outbox = plan.outboxes.get(key, [])
+        if key in plan.second_round:
+            account, outbox = plan.first_round[key]
+        first.append(AccountWrite(_state(account), plan.versions[key], outbox))
+    written = {w.document["_id"]: w.loaded_version for w in first}
+    second: list[AccountWrite] = []
+    for key in plan.second_round:
+        version = plan.versions[key]
+        if key in written:
+            version = 1 if version is None else version + 1
+        second.append(AccountWrite(_state(plan.touched[key]), version, plan.outboxes[key]))
+    return first, second
+
+
+def _state(account: Account) -> Doc:
+    return account.model_dump(by_alias=True, exclude={"version"})
+
+
+def _wanted(
+    work: Sequence[Item], local: Callable[[str], bool]
+) -> tuple[list[str], list[str], list[str]]:
     keys: list[str] = []
     transfers: list[str] = []
     refs: list[str] = []
@@ -166,31 +244,45 @@ def _wanted(work: Sequence[Item]) -> tuple[list[str], list[str], list[str]]:
             keys.append(command.account_key)
             if isinstance(command, Transfer):
                 transfers.append(command.transfer_id)
+                if local(command.to_account):  # may be credited in this batch
+                    keys.append(command.to_account)
             if isinstance(command, Deposit | Withdrawal):
                 refs.append(ref_id(command.account_id, command.external_ref))
     return keys, transfers, refs
 
 
-def _inbox_record(record: Doc) -> Doc:
-    return {k: record[k] for k in _INBOX_FIELDS if k in record}
+def _inbox_record(record: Doc, terminal: Doc | None = None) -> Doc:
+    """The inbox form of a decision; a transfer settled in the same flush gets its outcome."""
+    inbox = {k: record[k] for k in _INBOX_FIELDS if k in record}
+    if terminal is not None and not record.get("outcome"):
+        inbox |= {"outcome": terminal, "leg": None}
+    return inbox
 
 
 def _effects(records: list[Doc]) -> Effects:
     effects = Effects()
+    debited: dict[str, Doc] = {}
     for record in records:
         effects.entries += record.get("entries", [])
         transfer = record.get("transfer")
         if transfer is not None and transfer["state"] == "debited":
-            effects.new_transfers.append(transfer)
-        elif transfer is not None:
-            fields = {k: transfer[k] for k in ("state", "reason", "updated_at")}
-            effects.transfer_updates.append(
-                {"_id": transfer["_id"], "command_id": transfer["command_id"], "set": fields}
-            )
+            debited[transfer["_id"]] = transfer
         for entry in record.get("entries", []):
             if entry.get("external_ref"):
                 ref = ref_id(entry["account_id"], entry["external_ref"])
                 effects.refs.append({"_id": ref, "command_id": entry["command_id"]})
+    for record in records:
+        transfer = record.get("transfer")
+        if transfer is None or transfer["state"] == "debited":
+            continue
+        fields = {k: transfer[k] for k in ("state", "reason", "updated_at")}
+        update = {"_id": transfer["_id"], "command_id": transfer["command_id"], "set": fields}
+        if transfer["_id"] in debited:  # debit and settlement in one flush: insert it settled
+            debited[transfer["_id"]] = {**debited[transfer["_id"]], **fields}
+            effects.settle_if_present.append(update)
+        else:
+            effects.transfer_updates.append(update)
+    effects.new_transfers = list(debited.values())
     return effects
 
 

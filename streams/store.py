@@ -44,6 +44,9 @@ class Effects:
     entries: list[Doc] = field(default_factory=list)
     new_transfers: list[Doc] = field(default_factory=list)
     transfer_updates: list[Doc] = field(default_factory=list)
+    # settlements of transfers in new_transfers (inserted settled): applied only where the
+    # insert found the debited document of an earlier, interrupted flush
+    settle_if_present: list[Doc] = field(default_factory=list)
     refs: list[Doc] = field(default_factory=list)
 
 
@@ -124,6 +127,9 @@ class MongoStore:
     async def write_accounts(self, writes: Sequence[AccountWrite]) -> None:
         """One atomic single-document write per account, version-checked."""
         ops: list[Any] = [_account_op(w) for w in writes]
+        updates = sum(1 for op in ops if isinstance(op, UpdateOne))
+        metrics.MONGO_WRITES.labels("accounts", "update").inc(updates)
+        metrics.MONGO_WRITES.labels("accounts", "insert").inc(len(ops) - updates)
         if not ops:
             return
         async with _timed("accounts"):
@@ -154,10 +160,12 @@ class MongoStore:
     async def _write_transfers(self, effects: Effects) -> None:
         # New documents are inserted (an existing one wins, as with put_inbox) before the
         # settled transfers are updated, so a debit and its settlement can share a flush.
-        await self._insert_all(self.transfers, effects.new_transfers, "transfers")
+        existed = set(await self._insert_all(self.transfers, effects.new_transfers, "transfers"))
+        updates = effects.transfer_updates
+        updates += [u for u in effects.settle_if_present if u["_id"] in existed]
         transfer_ops = [
             UpdateOne({"_id": u["_id"], "command_id": u["command_id"]}, {"$set": u["set"]})
-            for u in effects.transfer_updates
+            for u in updates
         ]
         await asyncio.gather(
             *(self._bulk(self.transfers, h, "transfers") for h in _halves(transfer_ops))
@@ -169,6 +177,7 @@ class MongoStore:
         """Insert what is new; returns the ids of documents that already existed."""
         if not docs:
             return []
+        metrics.MONGO_WRITES.labels(op, "insert").inc(len(docs))
         try:
             async with _timed(op):
                 await collection.bulk_write([InsertOne(d) for d in docs], ordered=False)
@@ -182,6 +191,7 @@ class MongoStore:
 
     async def _bulk(self, collection: AsyncCollection[Doc], ops: list[Any], op: str) -> None:
         if ops:
+            metrics.MONGO_WRITES.labels(op, "update").inc(len(ops))
             async with _timed(op):
                 await collection.bulk_write(ops, ordered=False)
 

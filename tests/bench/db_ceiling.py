@@ -1,7 +1,7 @@
 """Database ceiling: Tally's own writes for the workload, replayed straight into MongoDB."""
 
-# The counts of each kind of write are read from Tally's database after its run (account
-# versions, journal entries, inbox records, ...), the documents are copies of median-size
+# The counts of each kind of write are Tally's own, from its `tally_mongo_writes_total` metric
+# (documents sent for writing, by operation and kind) over the timed run; the documents are copies of median-size
 # documents Tally wrote, and every write is a single-document operation by `_id` in bulk
 # writes, split into as many rounds as Tally had batches. No reads, no Kafka: the most this
 # server can absorb. Each kind is written as streams/store.py writes it, in the same order and
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,8 +33,8 @@ class Writes:
 
     accounts: int  # version-checked account updates (state + outbox)
     entries: int  # journal inserts
-    transfers_new: int  # transfer inserts (state debited)
-    transfers_settled: int  # transfer updates (completed/failed)
+    transfers_new: int  # transfer inserts (debited, or settled when credited in the batch)
+    transfers_settled: int  # transfer updates (completed/failed, settled in a later batch)
     refs: int  # external_ref claims (inserts)
     inbox: int  # inbox inserts (commands and legs)
     completes: int  # terminal outcome recorded on the transfer command's inbox record
@@ -61,28 +62,27 @@ class Templates:
     inbox: Doc
 
 
-async def snapshot(db: AsyncDatabase[Doc]) -> dict[str, int]:
-    """Counts from which the writes of a run are the difference of two snapshots."""
-    versions = [d["version"] async for d in db["accounts"].find({}, {"version": 1})]
-    return {
-        "versions": sum(versions),
-        "entries": await db["entries"].count_documents({}),
-        "transfers": await db["transfers"].count_documents({}),
-        "refs": await db["external_refs"].count_documents({}),
-        "inbox": await db["inbox"].count_documents({"_id": {"$regex": "^[cl]:"}}),
-    }
+def writes_from_metrics(metrics: dict[str, float], batches: int) -> Writes:
+    """Tally's writes of a run, from its `tally_mongo_writes_total{operation,kind}` counters."""
 
+    counts: dict[tuple[str, str], int] = {}
+    for key, value in metrics.items():
+        name, _, labels = key.partition("{")
+        if name == "tally_mongo_writes_total":
+            found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            counts[(found["operation"], found["kind"])] = int(value)
 
-def writes_between(before: dict[str, int], after: dict[str, int], batches: int) -> Writes:
-    transfers = after["transfers"] - before["transfers"]
+    def count(operation: str, kind: str) -> int:
+        return counts.get((operation, kind), 0)
+
     return Writes(
-        accounts=after["versions"] - before["versions"],
-        entries=after["entries"] - before["entries"],
-        transfers_new=transfers,
-        transfers_settled=transfers,
-        refs=after["refs"] - before["refs"],
-        inbox=after["inbox"] - before["inbox"],
-        completes=transfers,
+        accounts=count("accounts", "update"),
+        entries=count("entries", "insert"),
+        transfers_new=count("transfers", "insert"),
+        transfers_settled=count("transfers", "update"),
+        refs=count("external_refs", "insert"),
+        inbox=count("inbox", "insert"),
+        completes=count("inbox_complete", "update"),
         batches=max(batches, 1),
     )
 

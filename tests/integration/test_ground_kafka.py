@@ -8,6 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.kafka import partition_of
 from tests.conftest import KAFKA_BOOTSTRAP
 
 pytestmark = pytest.mark.integration
@@ -66,3 +67,23 @@ async def test_records_come_back_in_order_with_key_and_headers(unique_name: str)
     assert {r.key for r in records} == {b"acct-1"}
     assert [dict(r.headers)["ce_id"] for r in records] == [f"evt-{i}".encode() for i in range(5)]
     assert dict(records[0].headers)["content-type"] == b"application/json"
+
+
+async def test_the_producer_puts_an_account_on_the_partition_ownership_expects(
+    unique_name: str,
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA_BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(unique_name, num_partitions=6, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA_BOOTSTRAP, acks="all")
+    await producer.start()
+    try:
+        accounts = [f"acc-{i:06d}" for i in range(40)]
+        sent = [await producer.send_and_wait(unique_name, b"{}", key=a.encode()) for a in accounts]
+    finally:
+        await producer.stop()
+    assert [m.partition for m in sent] == [partition_of(a, 6) for a in accounts]
+    assert len({m.partition for m in sent}) > 1

@@ -1,0 +1,226 @@
+"""Local settlement on the real MongoDB-wire server: a transfer whose destination this worker
+owns is credited in the same batch, and a crash at any step still gives every effect once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import jwt
+import orjson
+import pytest
+from pymongo import AsyncMongoClient
+
+from handlers.auth import TokenKeys
+from streams.decode import Decoder
+from streams.pipeline import Pipeline
+from streams.publish import Message
+from streams.settings import Settings
+from streams.store import MongoStore
+from tests.conftest import MONGO_URI
+
+pytestmark = pytest.mark.integration
+
+SECRET = "integration-secret-long-enough-for-hs256"
+CRASH_POINTS = ["accounts:1", "accounts:2", "effects", "inbox", "publish"]
+
+
+class CrashError(Exception):
+    pass
+
+
+class Record:
+    """The fields of an aiokafka ConsumerRecord the pipeline reads."""
+
+    def __init__(
+        self, topic: str, offset: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        self.topic, self.partition, self.offset = topic, 0, offset
+        self.key, self.value, self.headers = key, value, headers
+        self.timestamp = int(time.time() * 1000)
+
+
+def command(offset: int, ctype: str, data: dict[str, Any]) -> Record:
+    token = jwt.encode({"sub": "ops", "roles": ["ops"], "exp": int(time.time()) + 600}, SECRET)
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", f"cmd-{offset}".encode()),
+        ("ce_source", b"test"),
+        ("ce_type", ctype.encode()),
+        ("ce_authtoken", token.encode()),
+    ]
+    key = (data.get("from_account") or data["account_id"]).encode()
+    return Record("ledger.commands", offset, key, orjson.dumps(data), headers)
+
+
+def batch() -> list[Record]:
+    def open_(i: int, account: str) -> Record:
+        data = {"account_id": account, "owner_id": "o", "currency": "EUR"}
+        return command(i, "ledger.account.open.v1", data)
+
+    def deposit(i: int, account: str, amount: int) -> Record:
+        data = {"account_id": account, "amount": amount, "currency": "EUR", "external_ref": "r"}
+        return command(i, "ledger.deposit.v1", data)
+
+    def transfer(i: int, tid: str, source: str, destination: str, amount: int) -> Record:
+        data = {"transfer_id": tid, "from_account": source, "to_account": destination}
+        return command(i, "ledger.transfer.v1", data | {"amount": amount, "currency": "EUR"})
+
+    return [
+        open_(0, "a"),
+        open_(1, "b"),
+        open_(2, "c"),
+        deposit(3, "a", 100),
+        deposit(4, "b", 50),
+        transfer(5, "t1", "a", "b", 40),  # b is credited in the batch...
+        transfer(6, "t2", "b", "c", 30),  # ...and is itself a source: written twice
+        transfer(7, "t3", "a", "x", 5),  # x does not exist: a Kafka leg, then a refund
+    ]
+
+
+class CrashingStore(MongoStore):
+    """The real store, which 'crashes' once right after the named step succeeded."""
+
+    crash_at: str | None = None
+    account_rounds = 0
+
+    def _maybe_crash(self, step: str) -> None:
+        if self.crash_at == step:
+            self.crash_at = None
+            raise CrashError(step)
+
+    async def write_accounts(self, writes: Any) -> None:
+        await super().write_accounts(writes)
+        self.account_rounds += 1
+        self._maybe_crash(f"accounts:{self.account_rounds}")
+
+    async def write_effects(self, effects: Any) -> None:
+        await super().write_effects(effects)
+        self._maybe_crash("effects")
+
+    async def put_inbox(self, records: Sequence[dict[str, Any]]) -> list[str]:
+        taken = await super().put_inbox(records)
+        if records:
+            self._maybe_crash("inbox")
+        return taken
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self.fail_next = False
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise CrashError("publish")
+        self.sent.extend(messages)
+
+    def legs(self) -> dict[bytes, Message]:
+        return {dict(m.headers)["ce_id"]: m for m in self.sent if m.topic == "ledger.transfers"}
+
+    def outcomes(self) -> dict[str, set[bytes]]:
+        found: dict[str, set[bytes]] = {}
+        for m in self.sent:
+            if m.topic == "ledger.events":
+                headers = dict(m.headers)
+                found.setdefault(headers["ce_correlationid"].decode(), set()).add(
+                    headers["ce_type"]
+                )
+        return found
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[tuple[Settings, CrashingStore, Any]]:
+    name = f"it_{uuid.uuid4().hex[:8]}"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO_URI, tz_aware=True)
+    store = CrashingStore(client, name)
+    await store.ensure_indexes()
+    yield Settings(jwt_secret=SECRET, mongo_db=name), store, client[name]
+    await client.drop_database(name)
+    await client.close()
+
+
+def pipeline(settings: Settings, store: MongoStore, publisher: Recorder) -> Pipeline:
+    decoder = Decoder("ledger.transfers", TokenKeys(secret=SECRET), 65536, settings.max_amount)
+    return Pipeline(settings, store, publisher, decoder, local=lambda account: True)  # type: ignore[arg-type]
+
+
+async def deliver_legs(worker: Pipeline, publisher: Recorder) -> None:
+    """Feeds every leg published so far back in, as ledger.transfers would, until none is new."""
+    delivered: set[bytes] = set()
+    while pending := [m for i, m in publisher.legs().items() if i not in delivered]:
+        delivered |= {dict(m.headers)["ce_id"] for m in pending}
+        records = [
+            Record(m.topic, n, m.key or b"", m.value or b"", list(m.headers))
+            for n, m in enumerate(pending)
+        ]
+        await worker.process(records, time.time())
+
+
+async def test_a_transfer_to_an_owned_account_completes_in_the_same_batch(env: Any) -> None:
+    settings, store, db = env
+    publisher = Recorder()
+    await pipeline(settings, store, publisher).process(batch(), time.time())
+
+    assert set(publisher.legs()) == {b"cmd-7:credit"}  # only the one to a missing account
+    outcomes = publisher.outcomes()
+    assert outcomes["cmd-5"] == {b"ledger.transfer.completed.v1"}
+    assert outcomes["cmd-6"] == {b"ledger.transfer.completed.v1"}
+    balances = {d["_id"]: d["balance"] async for d in db.accounts.find({})}
+    assert balances == {"a": 55, "b": 60, "c": 30}
+    states = {d["_id"]: d["state"] async for d in db.transfers.find({})}
+    assert states == {"t1": "completed", "t2": "completed", "t3": "debited"}
+    inbox = await db.inbox.find_one({"_id": "c:cmd-5"})
+    assert inbox["outcome"]["type"] == "ledger.transfer.completed.v1"
+    assert inbox["leg"] is None  # a duplicate gets the outcome, not a second credit leg
+
+
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
+async def test_a_batch_with_local_credits_replayed_after_a_crash_has_each_effect_once(
+    env: Any, crash_at: str
+) -> None:
+    settings, store, db = env
+    publisher = Recorder()
+    store.crash_at = None if crash_at == "publish" else crash_at
+    publisher.fail_next = crash_at == "publish"
+    with pytest.raises(CrashError):
+        await pipeline(settings, store, publisher).process(batch(), time.time())
+    # A new process (fresh caches) gets the same records again, as after kill -9; then the
+    # transfers topic delivers every leg either attempt published.
+    worker = pipeline(settings, store, publisher)
+    await worker.process(batch(), time.time())
+    await deliver_legs(worker, publisher)
+
+    balances = {d["_id"]: d["balance"] async for d in db.accounts.find({})}
+    assert balances == {"a": 60, "b": 60, "c": 30}  # 150 deposited, t3 refunded
+    for account, balance in balances.items():
+        entries = [e["amount"] async for e in db.entries.find({"account_id": account})]
+        assert sum(entries) == balance, (account, entries)
+    assert await db.entries.count_documents({}) == 8  # 2 deposits, 3 debits, 2 credits, refund
+    states = {d["_id"]: d["state"] async for d in db.transfers.find({})}
+    assert states == {"t1": "completed", "t2": "completed", "t3": "failed"}
+    outcomes = publisher.outcomes()
+    assert set(outcomes) == {f"cmd-{i}" for i in range(8)}
+    assert all(len(types) == 1 for types in outcomes.values()), outcomes
+    assert outcomes["cmd-5"] == outcomes["cmd-6"] == {b"ledger.transfer.completed.v1"}
+    assert outcomes["cmd-7"] == {b"ledger.transfer.failed.v1"}
+
+
+async def test_a_duplicate_of_a_locally_settled_transfer_republishes_its_outcome(
+    env: Any,
+) -> None:
+    settings, store, db = env
+    publisher = Recorder()
+    worker = pipeline(settings, store, publisher)
+    await worker.process(batch()[:7], time.time())
+    before = {d["_id"]: d["balance"] async for d in db.accounts.find({})}
+    sent = len(publisher.sent)
+
+    await pipeline(settings, store, publisher).process([batch()[5]], time.time())
+
+    again = publisher.sent[sent:]
+    assert [dict(m.headers)["ce_type"] for m in again] == [b"ledger.transfer.completed.v1"]
+    assert {d["_id"]: d["balance"] async for d in db.accounts.find({})} == before
