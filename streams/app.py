@@ -265,6 +265,14 @@ class Worker:
                     await close()
             except Exception as exc:
                 log.warning("close failed", extra={"client": name, "error": repr(exc)[:200]})
+            except asyncio.CancelledError:
+                # aiokafka's consumer.stop() awaits its own fetch tasks after cancelling them;
+                # during a broker outage that CancelledError escapes. Only a cancellation of
+                # this task itself may end the close; the other clients still get closed.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                log.warning("close failed", extra={"client": name, "error": "cancelled inside"})
 
 
 def _is_transient(exc: Exception) -> bool:
