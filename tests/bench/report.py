@@ -124,8 +124,14 @@ def table(r: Result) -> str:
         if b.get("batches"):
             out.append(
                 f"  {b['batches']:.0f} batches of {b['mean_records']:.0f} records on average, "
-                f"{b['mean_mongo_ms']:.0f} ms of MongoDB calls each (summed, some run together)"
+                f"{b['mean_mongo_ms']:.0f} ms of MongoDB calls each (summed, some run together); "
+                f"fetch to outcome {b.get('mean_processing_ms', 0):.0f} ms on average"
             )
+            ops = [
+                (k.removeprefix("mongo_ms_"), v) for k, v in b.items() if k.startswith("mongo_ms_")
+            ]
+            if ops:
+                out.append("  MongoDB ms per batch: " + ", ".join(f"{k} {v:.1f}" for k, v in ops))
     out.append(
         f"worker CPU per 1,000 commands {r.cpu_s_per_1000:.3f} s; peak RSS {r.peak_rss_mib:.0f} MiB"
     )

@@ -176,20 +176,31 @@ def _commit() -> str:
 
 
 def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Batches of the open loop: how many, how big, how long in MongoDB calls each."""
+    """Batches of the open loop: how many, how big, how long in MongoDB calls each (in all and
+    per operation), and the mean time from fetch to published outcome (tally_processing)."""
 
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
 
     count = delta("tally_batch_size_count")
-    mongo = sum(
-        delta(k) for k in after if k.startswith("tally_mongo_seconds_sum") and "ping" not in k
-    )
-    return {
+    per_op = {
+        k.split('"')[1]: delta(k)
+        for k in after
+        if k.startswith("tally_mongo_seconds_sum") and "ping" not in k
+    }
+    processed = delta("tally_processing_seconds_count")
+    found = {
         "batches": count,
         "mean_records": delta("tally_batch_size_sum") / count if count else 0.0,
-        "mean_mongo_ms": 1000 * mongo / count if count else 0.0,
+        "mean_mongo_ms": 1000 * sum(per_op.values()) / count if count else 0.0,
+        "mean_processing_ms": (
+            1000 * delta("tally_processing_seconds_sum") / processed if processed else 0.0
+        ),
     }
+    for op, seconds in sorted(per_op.items(), key=lambda kv: -kv[1]):
+        if count and seconds:
+            found[f"mongo_ms_{op}"] = 1000 * seconds / count
+    return found
 
 
 def _servers(names: Names) -> dict[str, int]:
