@@ -1,13 +1,15 @@
 """Database ceiling: Tally's own writes for the workload, replayed straight into MongoDB."""
 
 # The counts of each kind of write are Tally's own, from its `tally_mongo_writes_total` metric
-# (documents sent for writing, by operation and kind) over the timed run; the documents are copies of median-size
-# documents Tally wrote, and every write is a single-document operation by `_id` in bulk
-# writes, split into as many rounds as Tally had batches. No reads, no Kafka: the most this
-# server can absorb. Each kind is written as streams/store.py writes it, in the same order and
-# with the same concurrency (first-write-wins records as inserts; account and transfer changes
-# as updates, in two halves at once; journal, transfers and refs together; the saga's
-# completion as an upsert), but every update's filter is `_id` alone, the cheapest form.
+# (documents sent for writing, by operation and kind) over the timed run; the documents are
+# copies of median-size documents Tally wrote, and every write is a single-document operation
+# by `_id` in bulk writes, split into as many rounds as Tally had batches. No reads, no Kafka:
+# the most this server can absorb. Each kind is written as streams/store.py writes it, in the
+# same order and with the same concurrency (first-write-wins records as inserts; account and
+# transfer changes as updates, in UPDATE_STREAMS concurrent bulk writes; journal, transfers and
+# refs together; the saga's completion as an upsert), but every update's filter is `_id` alone,
+# the cheapest form, and all of a batch's account updates go in one round (Tally needs two
+# when it settles transfers locally).
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import bson
 from pymongo import AsyncMongoClient, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from streams.store import UPDATE_STREAMS
 from tests.bench.progress import Progress
 
 Doc = dict[str, Any]
@@ -162,7 +165,7 @@ async def run(uri: str, database: str, writes: Writes, tpl: Templates, accounts:
                     UpdateOne({"_id": a}, {"$set": {**state, "version": cursor, "balance": i}})
                     for i, a in enumerate(chosen)
                 ]
-                await _halves(db, "accounts", account_ops)
+                await _concurrently(db, "accounts", account_ops)
                 fresh = [ids["transfer"].next() for _ in range(n_new)]
                 settle += fresh
                 settled, settle = settle[:n_set], settle[n_set:]
@@ -196,12 +199,14 @@ async def _transfers(
         UpdateOne({"_id": t}, {"$set": {"state": "completed", "updated_at": _now()}})
         for t in settled
     ]
-    await _halves(db, "transfers", settle_ops)
+    await _concurrently(db, "transfers", settle_ops)
 
 
-async def _halves(db: AsyncDatabase[Doc], collection: str, ops: list[Any]) -> None:
-    half = len(ops) // 2
-    await asyncio.gather(_bulk(db, collection, ops[:half]), _bulk(db, collection, ops[half:]))
+async def _concurrently(db: AsyncDatabase[Doc], collection: str, ops: list[Any]) -> None:
+    """Updates split into UPDATE_STREAMS concurrent bulk writes, as streams/store.py does."""
+    size = max(1, -(-len(ops) // UPDATE_STREAMS))
+    parts = [ops[i : i + size] for i in range(0, len(ops), size)]
+    await asyncio.gather(*(_bulk(db, collection, part) for part in parts))
 
 
 def _inserts(template: Doc, ids: _Ids, count: int) -> list[Any]:

@@ -21,6 +21,7 @@ class Latencies:
     sent: int
     millis: list[float]  # outcome record timestamp - command record timestamp, sorted
     transfer_millis: list[float]  # the same for transfers only (two hops: debit, credit)
+    series: list[tuple[float, float]]  # (seconds since the first send, latency ms), by send
 
     def percentile(self, p: float, transfers: bool = False) -> float:
         values = self.transfer_millis if transfers else self.millis
@@ -65,4 +66,12 @@ async def run(
         for o in done
         if o.correlation_id in transfers
     )
-    return Latencies(rate, len(records) / elapsed, len(records), millis, transfer_millis)
+    first = min(stamps.values(), default=0)
+    series = sorted(
+        (
+            (stamps[o.correlation_id] - first) / 1000,
+            float(o.timestamp_ms - stamps[o.correlation_id]),
+        )
+        for o in done
+    )
+    return Latencies(rate, len(records) / elapsed, len(records), millis, transfer_millis, series)

@@ -79,6 +79,10 @@ async def _measure(opts: Options, names: Names, out: Path) -> report.Result:
         result.latencies = await openloop.run(
             names.bootstrap, topics["COMMANDS"], [record(c, signer) for c in fresh], rate, outcomes
         )
+        (out / "latency.csv").write_text(
+            "sent_s,latency_ms\n"
+            + "".join(f"{t:.3f},{ms:.0f}\n" for t, ms in result.latencies.series)
+        )
         result.open_loop_batches = _batches(result.drain_metrics, await scrape(names.http_port))
         result.peak_rss_mib = worker.peak_rss_mib()
     finally:
