@@ -161,7 +161,8 @@ class Worker:
             return
         offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items()}
         try:
-            await self._consumer.commit(offsets)
+            with metrics.BATCH_STAGE_SECONDS.labels("commit").time():
+                await self._consumer.commit(offsets)
             self._committed |= offsets
         except KafkaError as exc:
             # Effects and outcomes are durable and idempotent: a lost commit only means the

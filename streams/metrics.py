@@ -31,6 +31,12 @@ MONGO_WRITES = Counter(
     "Documents sent to MongoDB for writing, by operation and kind (insert|update)",
     ["operation", "kind"],
 )
+BATCH_STAGE_SECONDS = Histogram(
+    "tally_batch_stage_seconds",
+    "Time a batch spends in each stage (decode, load, decide, accounts, effects, publish, commit)",
+    ["stage"],
+    buckets=_LATENCY,
+)
 BUILD_INFO = Gauge("tally_build_info", "Build information", ["version"])
 BUILD_INFO.labels(__version__).set(1)
 RETRIES = Counter("tally_batch_retries", "Batches retried after a transient failure", ["error"])

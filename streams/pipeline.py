@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,10 +69,20 @@ class Pipeline:
 
     async def _process(self, records: Sequence[Any], fetched_at: float) -> None:
         now = datetime.now(UTC)
-        items = [self._decoder.item(r, now) for r in records]
+        with _stage("decode"):
+            items = [self._decoder.item(r, now) for r in records]
         work = [i for i in items if not isinstance(i, DeadItem)]
         dead = [i for i in items if isinstance(i, DeadItem)]
-        loaded = await self._load(work)
+        with _stage("load"):
+            loaded = await self._load(work)
+        with _stage("decide"):
+            decider = self._decider(loaded, now, work)
+        await self._persist_and_publish(decider.plan, dead)
+        _observe(decider.plan, dead, fetched_at, len(records))
+
+    def _decider(
+        self, loaded: Loaded, now: datetime, work: Sequence[CommandItem | LegItem]
+    ) -> BatchDecider:
         decider = BatchDecider(
             loaded,
             now=now,
@@ -82,8 +93,7 @@ class Pipeline:
         for item in work:
             decider.apply(item)
         decider.settle_locally(self._local)
-        await self._persist_and_publish(decider.plan, dead)
-        _observe(decider.plan, dead, fetched_at, len(records))
+        return decider
 
     async def _load(self, work: Sequence[Item]) -> Loaded:
         keys, transfers, refs = _wanted(work, self._local)
@@ -120,16 +130,19 @@ class Pipeline:
         if taken:  # another worker decided these first (a rebalance race): theirs is final
             await self._adopt_decisions(plan, taken)
         first, second = _account_writes(plan)
-        await store.write_accounts(first)  # (b) one atomic write per account
-        # (b2) destinations credited locally, once the debits they depend on are durable
-        await store.write_accounts(second)
-        await store.write_effects(_effects(plan.flush))  # (c) journal, transfers, refs
+        with _stage("accounts"):
+            await store.write_accounts(first)  # (b) one atomic write per account
+            # (b2) destinations credited locally, once the debits they depend on are durable
+            await store.write_accounts(second)
+        with _stage("effects"):
+            await store.write_effects(_effects(plan.flush))  # (c) journal, transfers, refs
         # (d) publish, and make the decisions final in the inbox, at once: either alone is
         # safe after a crash, since a redelivered command finds its inbox record or its
         # account's outbox, and then republishes the same outcome.
-        await asyncio.gather(
-            self._publisher.publish(self._messages(plan, dead)), self._finish(plan)
-        )
+        with _stage("publish"):
+            await asyncio.gather(
+                self._publisher.publish(self._messages(plan, dead)), self._finish(plan)
+            )
         for write in [*first, *second]:  # (e) done: every outbox written above is flushed
             key = write.document["_id"]
             version = 1 if write.loaded_version is None else write.loaded_version + 1
@@ -284,6 +297,15 @@ def _effects(records: list[Doc]) -> Effects:
             effects.transfer_updates.append(update)
     effects.new_transfers = list(debited.values())
     return effects
+
+
+@contextmanager
+def _stage(name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        metrics.BATCH_STAGE_SECONDS.labels(name).observe(time.perf_counter() - started)
 
 
 def _observe(plan: Plan, dead: list[DeadItem], fetched_at: float, size: int) -> None:

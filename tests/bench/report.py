@@ -132,6 +132,11 @@ def table(r: Result) -> str:
             ]
             if ops:
                 out.append("  MongoDB ms per batch: " + ", ".join(f"{k} {v:.1f}" for k, v in ops))
+            stages = [
+                (k.removeprefix("stage_ms_"), v) for k, v in b.items() if k.startswith("stage_ms_")
+            ]
+            if stages:
+                out.append("  stage ms per batch: " + ", ".join(f"{k} {v:.1f}" for k, v in stages))
     out.append(
         f"worker CPU per 1,000 commands {r.cpu_s_per_1000:.3f} s; peak RSS {r.peak_rss_mib:.0f} MiB"
     )

@@ -201,6 +201,11 @@ def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, flo
             1000 * delta("tally_processing_seconds_sum") / processed if processed else 0.0
         ),
     }
+    for key in after:
+        if key.startswith("tally_batch_stage_seconds_sum"):
+            stage = key.split('"')[1]
+            n = delta(key.replace("_sum", "_count"))
+            found[f"stage_ms_{stage}"] = 1000 * delta(key) / n if n else 0.0
     for op, seconds in sorted(per_op.items(), key=lambda kv: -kv[1]):
         if count and seconds:
             found[f"mongo_ms_{op}"] = 1000 * seconds / count
