@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -15,7 +16,7 @@ from handlers.auth import TokenKeys
 from streams import asyncapi, kafka, metrics
 from streams.decode import Decoder
 from streams.health import Health
-from streams.pipeline import Pipeline
+from streams.pipeline import Decided, Pipeline
 from streams.publish import KafkaPublisher
 from streams.settings import Settings
 from streams.store import ConflictError, MongoStore
@@ -23,6 +24,19 @@ from streams.web import build_app, serve
 
 log = logging.getLogger("tally.worker")
 _CLOSE_RESERVE_S = 5.0  # of TALLY_SHUTDOWN_TIMEOUT, kept for closing the clients
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Records fetched together, by partition; decided ahead while the previous one flushed."""
+
+    by_partition: dict[Any, list[Any]]
+    fetched_at: float
+    decided: Decided | None = None
+
+    @property
+    def records(self) -> list[Any]:
+        return [r for records in self.by_partition.values() for r in records]
 
 
 class Worker:
@@ -36,6 +50,7 @@ class Worker:
         self._deadline = float("inf")
         self._attempt: asyncio.Timeout | None = None  # bounds the batch attempt in flight
         self._committed: dict[Any, int] = {}
+        self._ahead: _Batch | None = None  # the next batch, fetched and decided ahead
         self._store = MongoStore.connect(settings.mongo_uri, settings.mongo_db)
         self._keys = TokenKeys(
             secret=settings.jwt_secret,
@@ -142,24 +157,29 @@ class Worker:
     async def _consume(self) -> None:
         timeout = self.settings.poll_timeout_ms
         while not self._stopping.is_set():
-            batch = await self._consumer.getmany(
-                timeout_ms=timeout, max_records=self.settings.batch_max_records
-            )
-            if batch:
+            current, self._ahead = self._ahead, None
+            if current is None:
+                fetched = await self._consumer.getmany(
+                    timeout_ms=timeout, max_records=self.settings.batch_max_records
+                )
+                current = _Batch(fetched, time.time()) if fetched else None
+            if current is not None:
                 async with self._lock:
-                    await self._handle(batch, time.time())
+                    await self._handle(current)
             self._update_lag()
 
-    async def _handle(self, batch: dict[Any, list[Any]], fetched_at: float) -> None:
+    async def _handle(self, batch: _Batch) -> None:
         owned = self._consumer.assignment()
         # A rebalance may have taken partitions away between fetch and now: not ours to touch.
-        batch = {tp: records for tp, records in batch.items() if tp in owned}
-        records = [r for records in batch.values() for r in records]
+        kept = {tp: records for tp, records in batch.by_partition.items() if tp in owned}
+        if kept.keys() != batch.by_partition.keys():
+            batch.by_partition, batch.decided = kept, None
+        records = batch.records
         partitions = self._consumer.partitions_for_topic(self.settings.topic_transfers)
         self._ownership.update(owned, len(partitions or ()))
-        if not records or not await self._process(records, fetched_at):
+        if not records or not await self._process(batch):
             return
-        offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items()}
+        offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.by_partition.items()}
         try:
             with metrics.BATCH_STAGE_SECONDS.labels("commit").time():
                 await self._consumer.commit(offsets)
@@ -169,12 +189,12 @@ class Worker:
             # next owner re-reads these records and finds them already decided.
             log.warning("offset commit failed", extra={"error": repr(exc)[:200]})
 
-    async def _process(self, records: list[Any], fetched_at: float) -> bool:
+    async def _process(self, batch: _Batch) -> bool:
         """Process until it succeeds; returns False only when shutdown's deadline passes."""
         delay = 0.05
         while True:
             try:
-                await self._attempt_batch(records, fetched_at)
+                await self._attempt_batch(batch)
                 self.health.set("pipeline", None)
                 return True
             except ConflictError as exc:
@@ -188,7 +208,7 @@ class Worker:
                 self.health.set("pipeline", f"{type(exc).__name__}: {exc}"[:200])
                 log.warning(
                     "batch failed; retrying",
-                    extra={"error": repr(exc)[:300], "records": len(records)},
+                    extra={"error": repr(exc)[:300], "records": len(batch.records)},
                     exc_info=not _is_transient(exc),
                 )
             remaining = self._batch_time_left()
@@ -198,12 +218,50 @@ class Worker:
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, self.settings.retry_backoff_max)
 
-    async def _attempt_batch(self, records: list[Any], fetched_at: float) -> None:
+    async def _attempt_batch(self, batch: _Batch) -> None:
         try:
             async with asyncio.timeout_at(self._cut_at()) as self._attempt:
-                await self._pipeline.process(records, fetched_at)
+                await self._run(batch)
         finally:
             self._attempt = None  # stop() may only reschedule an attempt still running
+
+    async def _run(self, batch: _Batch) -> None:
+        """Decide (unless decided ahead), apply; then flush while the next batch is decided."""
+        pipeline = self._pipeline
+        decided, batch.decided = batch.decided, None  # used once: a retry decides afresh
+        if decided is None or decided.generation != pipeline.generation:
+            decided = await pipeline.decide(batch.records, batch.fetched_at)
+        await pipeline.apply(decided)
+        flush = asyncio.ensure_future(pipeline.flush(decided))
+        try:
+            await self._decide_ahead()
+        except BaseException:
+            flush.cancel()
+            with contextlib.suppress(BaseException):
+                await flush
+            raise
+        await flush
+
+    async def _decide_ahead(self) -> None:
+        """Fetch what has arrived and decide it (reads only) while this batch flushes.
+
+        Its decisions are applied in its own turn, after this flush, unless a failure or a
+        rebalance dropped the caches meanwhile (then it is decided again)."""
+        if self._stopping.is_set():
+            return
+        if self._ahead is None:
+            fetched = await self._consumer.getmany(
+                timeout_ms=0, max_records=self.settings.batch_max_records
+            )
+            if not fetched:
+                return
+            self._ahead = _Batch(fetched, time.time())
+        ahead = self._ahead
+        if ahead.decided is None:
+            try:
+                ahead.decided = await self._pipeline.decide(ahead.records, ahead.fetched_at)
+            except Exception as exc:  # e.g. an outage: decided in its own turn, with retries
+                log.debug("deciding ahead failed", extra={"error": repr(exc)[:200]})
 
     async def _on_revoked(self, revoked: Any) -> None:
         self.health.set("consumer_group", "rebalancing")
@@ -214,6 +272,7 @@ class Worker:
         except TimeoutError:
             log.warning("revocation did not wait for the batch in flight")
         self._pipeline.forget_accounts()  # another worker may change them from now on
+        self._ahead = None  # fetched, never applied: the next owner gets these records
         for tp in revoked:
             self._committed.pop(tp, None)
             with contextlib.suppress(KeyError):

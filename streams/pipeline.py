@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,33 @@ from streams.settings import Settings
 from streams.store import AccountWrite, Effects, MongoStore, outbox_records
 
 _INBOX_FIELDS = ("_id", "command_id", "outcome", "leg", "at")
+
+
+class StaleDecisionError(Exception):
+    """A batch decided before a failure or a rebalance emptied the caches: decide it again."""
+
+
+@dataclass(slots=True)
+class Decided:
+    """A batch decided in memory (`Pipeline.decide`); nothing of it is written yet."""
+
+    plan: Plan
+    dead: list[DeadItem]
+    fetched_at: float
+    size: int
+    generation: int  # Pipeline.generation when decided; apply() refuses another one
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """The batch between apply() and flush(): durable in its accounts' outboxes, not yet in
+    the inbox. The next batch may be decided meanwhile and must see these decisions."""
+
+    records: dict[str, Doc] = field(default_factory=dict)  # inbox id -> its inbox form
+    transfer_ids: set[str] = field(default_factory=set)
+    ref_ids: set[str] = field(default_factory=set)
+
+
 _CACHED_ACCOUNTS = 100_000  # documents kept by the account cache, oldest written first out
 
 
@@ -55,19 +83,49 @@ class Pipeline:
         # this worker owns. A stale entry cannot do harm: every account write is version-checked,
         # so it fails (ConflictError), and any failure empties the cache before a retry.
         self._accounts: dict[str, Doc] = {}
+        self._in_flight = _InFlight()
+        self.generation = 0  # bumped whenever the caches are dropped
 
     def forget_accounts(self) -> None:
         """Drop cached accounts: after a failure or a rebalance they may have changed elsewhere."""
-        self._accounts.clear()
+        self._accounts = {}
+        self._flushed = {}
+        self._in_flight = _InFlight()
+        self.generation += 1
 
     async def process(self, records: Sequence[Any], fetched_at: float) -> None:
+        """One batch, every step in a row (the worker overlaps flush with the next decide)."""
+        decided = await self.decide(records, fetched_at)
+        await self.apply(decided)
+        await self.flush(decided)
+
+    async def decide(self, records: Sequence[Any], fetched_at: float) -> Decided:
+        """Decode, load and decide: reads only. May run while the previous batch flushes."""
+        return await self._decide(records, fetched_at, self.generation)
+
+    async def apply(self, decided: Decided) -> None:
+        """The commit point: account-less decisions into the inbox, then the account writes.
+
+        Must follow the previous batch's flush (its outboxes are replaced here)."""
+        if decided.generation != self.generation:
+            raise StaleDecisionError("caches were dropped since this batch was decided")
         try:
-            await self._process(records, fetched_at)
+            await self._apply(decided.plan)
         except BaseException:
             self.forget_accounts()
             raise
 
-    async def _process(self, records: Sequence[Any], fetched_at: float) -> None:
+    async def flush(self, decided: Decided) -> None:
+        """Journal, transfers and refs; outcomes published and the inbox written."""
+        try:
+            await self._flush(decided.plan, decided.dead)
+        except BaseException:
+            self.forget_accounts()
+            raise
+        self._in_flight = _InFlight()
+        _observe(decided.plan, decided.dead, decided.fetched_at, decided.size)
+
+    async def _decide(self, records: Sequence[Any], fetched_at: float, generation: int) -> Decided:
         now = datetime.now(UTC)
         with _stage("decode"):
             items = [self._decoder.item(r, now) for r in records]
@@ -77,8 +135,7 @@ class Pipeline:
             loaded = await self._load(work)
         with _stage("decide"):
             decider = self._decider(loaded, now, work)
-        await self._persist_and_publish(decider.plan, dead)
-        _observe(decider.plan, dead, fetched_at, len(records))
+        return Decided(decider.plan, dead, fetched_at, len(records), generation)
 
     def _decider(
         self, loaded: Loaded, now: datetime, work: Sequence[CommandItem | LegItem]
@@ -99,6 +156,7 @@ class Pipeline:
         keys, transfers, refs = _wanted(work, self._local)
         inbox_ids = [i.inbox_id for i in work if isinstance(i, CommandItem | LegItem)]
         store = self._store
+        in_flight = self._in_flight  # this object, even if the flush ends during the reads
         cached = {key: self._accounts[key] for key in keys if key in self._accounts}
         accounts, inbox, found_transfers, found_refs = await asyncio.gather(
             store.find_by_ids(store.accounts, [key for key in keys if key not in cached]),
@@ -107,22 +165,27 @@ class Pipeline:
             store.find_by_ids(store.refs, refs),
         )
         accounts |= cached
+        # The batch still flushing is final, though its inbox records may not be written yet.
+        inbox |= {i: in_flight.records[i] for i in inbox_ids if i in in_flight.records}
         maybe = {
             key: outbox_records(doc)
             for key, doc in accounts.items()
             if self._flushed.get(key) != doc.get("version")
         }
-        unknown = [r["_id"] for records in maybe.values() for r in records if r["_id"] not in inbox]
+        known = inbox.keys() | in_flight.records.keys()
+        unknown = [r["_id"] for records in maybe.values() for r in records if r["_id"] not in known]
         if unknown:
             inbox |= await store.find_by_ids(store.inbox, unknown)
+            known = inbox.keys() | in_flight.records.keys()
         unflushed = {
             key: pending
             for key, records in maybe.items()
-            if (pending := [r for r in records if r["_id"] not in inbox])
+            if (pending := [r for r in records if r["_id"] not in known])
         }
-        return Loaded(accounts, inbox, set(found_transfers), set(found_refs), unflushed)
+        transfer_ids = set(found_transfers) | in_flight.transfer_ids
+        return Loaded(accounts, inbox, transfer_ids, set(found_refs) | in_flight.ref_ids, unflushed)
 
-    async def _persist_and_publish(self, plan: Plan, dead: list[DeadItem]) -> None:
+    async def _apply(self, plan: Plan) -> None:
         store = self._store
         # (a) decisions that touch no existing account become final before any account
         # changes, so a redelivery cannot decide them differently against newer state.
@@ -134,6 +197,24 @@ class Pipeline:
             await store.write_accounts(first)  # (b) one atomic write per account
             # (b2) destinations credited locally, once the debits they depend on are durable
             await store.write_accounts(second)
+        # Durable now (ADR 4): the next batch may be decided on this state while this one
+        # flushes; these decisions count as final for it, and these outboxes as handled.
+        in_flight = _InFlight({r["_id"]: r for r in _inbox_records(plan, with_first=True)})
+        for record in plan.flush:
+            for entry in record.get("entries", []):
+                if entry.get("external_ref"):
+                    in_flight.ref_ids.add(ref_id(entry["account_id"], entry["external_ref"]))
+            if record.get("transfer") is not None:
+                in_flight.transfer_ids.add(record["transfer"]["_id"])
+        self._in_flight = in_flight
+        for write in [*first, *second]:
+            key = write.document["_id"]
+            version = 1 if write.loaded_version is None else write.loaded_version + 1
+            self._flushed[key] = version
+            self._cache_account(key, {**write.document, "version": version, "outbox": write.outbox})
+
+    async def _flush(self, plan: Plan, dead: list[DeadItem]) -> None:
+        store = self._store
         with _stage("effects"):
             await store.write_effects(_effects(plan.flush))  # (c) journal, transfers, refs
         # (d) publish, and make the decisions final in the inbox, at once: either alone is
@@ -143,23 +224,11 @@ class Pipeline:
             await asyncio.gather(
                 self._publisher.publish(self._messages(plan, dead)), self._finish(plan)
             )
-        for write in [*first, *second]:  # (e) done: every outbox written above is flushed
-            key = write.document["_id"]
-            version = 1 if write.loaded_version is None else write.loaded_version + 1
-            self._flushed[key] = version
-            self._cache_account(key, {**write.document, "version": version, "outbox": write.outbox})
 
     async def _finish(self, plan: Plan) -> None:
         store = self._store
-        first = {r["_id"] for r in plan.first_inbox}
         flushed = {r["_id"] for r in plan.flush}
-        terminal = {r["command_id"]: r["outcome"] for r in plan.flush if r.get("completes")}
-        records = [
-            _inbox_record(r, terminal.get(r["command_id"]) if r["_id"].startswith("c:") else None)
-            for r in plan.flush
-            if r["_id"] not in first
-        ]
-        await store.put_inbox(records)
+        await store.put_inbox(_inbox_records(plan, with_first=False))
         # A saga settled in an earlier batch: its outcome goes onto the command's inbox record.
         await store.complete_commands(
             [
@@ -262,6 +331,17 @@ def _wanted(
             if isinstance(command, Deposit | Withdrawal):
                 refs.append(ref_id(command.account_id, command.external_ref))
     return keys, transfers, refs
+
+
+def _inbox_records(plan: Plan, *, with_first: bool) -> list[Doc]:
+    """The inbox form of the batch's decisions (those of plan.first_inbox are written first)."""
+    first = {r["_id"] for r in plan.first_inbox}
+    terminal = {r["command_id"]: r["outcome"] for r in plan.flush if r.get("completes")}
+    return [
+        _inbox_record(r, terminal.get(r["command_id"]) if r["_id"].startswith("c:") else None)
+        for r in plan.flush
+        if with_first or r["_id"] not in first
+    ]
 
 
 def _inbox_record(record: Doc, terminal: Doc | None = None) -> Doc:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streams.app import Worker
+from streams.app import Worker, _Batch
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 class HangingPipeline:
     """A batch stuck on a database that accepted the connection and never answers."""
 
-    async def process(self, records: Any, fetched_at: float) -> None:
+    generation = 0
+
+    async def decide(self, records: Any, fetched_at: float) -> None:
         await asyncio.Event().wait()
 
 
@@ -25,7 +27,7 @@ async def test_a_batch_stuck_on_the_database_is_left_for_redelivery_by_the_deadl
     settings = Settings(jwt_secret="x" * 40, shutdown_timeout=2.0)
     worker = Worker(settings)
     worker._pipeline = HangingPipeline()  # type: ignore[assignment]  # the test's seam
-    attempt = asyncio.create_task(worker._process(["record"], time.time()))
+    attempt = asyncio.create_task(worker._process(_Batch({"tp": ["record"]}, time.time())))
     await asyncio.sleep(0.2)
     began = time.monotonic()
     worker.stop()

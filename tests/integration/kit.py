@@ -1,0 +1,96 @@
+"""Helpers for the pipeline's integration tests: records as aiokafka gives them, signed
+commands, a publisher that records, and a store that 'crashes' after a chosen step."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jwt
+import orjson
+
+from streams.publish import Message
+from streams.store import MongoStore
+
+SECRET = "integration-secret-long-enough-for-hs256"
+
+
+class CrashError(Exception):
+    pass
+
+
+class Record:
+    """The fields of an aiokafka ConsumerRecord the pipeline reads."""
+
+    def __init__(
+        self, topic: str, offset: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        self.topic, self.partition, self.offset = topic, 0, offset
+        self.key, self.value, self.headers = key, value, headers
+        self.timestamp = int(time.time() * 1000)
+
+
+def command(offset: int, ctype: str, data: dict[str, Any]) -> Record:
+    token = jwt.encode({"sub": "ops", "roles": ["ops"], "exp": int(time.time()) + 600}, SECRET)
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", f"cmd-{offset}".encode()),
+        ("ce_source", b"test"),
+        ("ce_type", ctype.encode()),
+        ("ce_authtoken", token.encode()),
+    ]
+    key = (data.get("from_account") or data["account_id"]).encode()
+    return Record("ledger.commands", offset, key, orjson.dumps(data), headers)
+
+
+class CrashingStore(MongoStore):
+    """The real store, which 'crashes' once right after the named step succeeded."""
+
+    crash_at: str | None = None
+    account_rounds = 0
+
+    def _maybe_crash(self, step: str) -> None:
+        if self.crash_at == step:
+            self.crash_at = None
+            raise CrashError(step)
+
+    async def write_accounts(self, writes: Any) -> None:
+        await super().write_accounts(writes)
+        self.account_rounds += 1
+        self._maybe_crash(f"accounts:{self.account_rounds}")
+
+    async def write_effects(self, effects: Any) -> None:
+        await super().write_effects(effects)
+        self._maybe_crash("effects")
+
+    async def put_inbox(self, records: Sequence[dict[str, Any]]) -> list[str]:
+        taken = await super().put_inbox(records)
+        if records:
+            self._maybe_crash("inbox")
+        return taken
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self.fail_next = False
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise CrashError("publish")
+        self.sent.extend(messages)
+
+    def legs(self) -> dict[bytes, Message]:
+        return {dict(m.headers)["ce_id"]: m for m in self.sent if m.topic == "ledger.transfers"}
+
+    def outcomes(self) -> dict[str, set[bytes]]:
+        found: dict[str, set[bytes]] = {}
+        for m in self.sent:
+            if m.topic == "ledger.events":
+                headers = dict(m.headers)
+                found.setdefault(headers["ce_correlationid"].decode(), set()).add(
+                    headers["ce_type"]
+                )
+        return found
