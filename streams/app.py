@@ -28,7 +28,7 @@ _CLOSE_RESERVE_S = 5.0  # of TALLY_SHUTDOWN_TIMEOUT, kept for closing the client
 
 @dataclass(slots=True)
 class _Batch:
-    """Records fetched together, by partition; decided ahead while the previous one flushed."""
+    """Records fetched together, by partition; maybe decided while the previous one flushed."""
 
     by_partition: dict[Any, list[Any]]
     fetched_at: float
@@ -37,6 +37,12 @@ class _Batch:
     @property
     def records(self) -> list[Any]:
         return [r for records in self.by_partition.values() for r in records]
+
+    def extend(self, fetched: dict[Any, list[Any]]) -> None:
+        """Records fetched later (never decided yet), after these in each partition."""
+        assert self.decided is None
+        for tp, records in fetched.items():
+            self.by_partition[tp] = self.by_partition.get(tp, []) + records
 
 
 class Worker:
@@ -51,6 +57,7 @@ class Worker:
         self._attempt: asyncio.Timeout | None = None  # bounds the batch attempt in flight
         self._committed: dict[Any, int] = {}
         self._ahead: _Batch | None = None  # the next batch, fetched and decided ahead
+        self._commit_task: asyncio.Future[None] | None = None  # offsets commit in flight
         self._store = MongoStore.connect(settings.mongo_uri, settings.mongo_db)
         self._keys = TokenKeys(
             secret=settings.jwt_secret,
@@ -108,6 +115,9 @@ class Worker:
                 await self._consume()
         finally:
             probe.cancel()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(5.0, max(0.5, self._batch_time_left()))):
+                    await self._settle_commit()
             await self._close()
             await runner.cleanup()
         log.info("stopped")
@@ -163,6 +173,9 @@ class Worker:
                     timeout_ms=timeout, max_records=self.settings.batch_max_records
                 )
                 current = _Batch(fetched, time.time()) if fetched else None
+            elif current.decided is None:  # fetched ahead, not decided: add what came since
+                room = self.settings.batch_max_records - len(current.records)
+                current.extend(await self._consumer.getmany(timeout_ms=0, max_records=room))
             if current is not None:
                 async with self._lock:
                     await self._handle(current)
@@ -180,6 +193,12 @@ class Worker:
         if not records or not await self._process(batch):
             return
         offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.by_partition.items()}
+        # The commit is not waited for: the next batch starts meanwhile. Commits stay in
+        # order (each waits for the one before), and revocation and shutdown wait for it.
+        await self._settle_commit()
+        self._commit_task = asyncio.ensure_future(self._commit(offsets))
+
+    async def _commit(self, offsets: dict[Any, int]) -> None:
         try:
             with metrics.BATCH_STAGE_SECONDS.labels("commit").time():
                 await self._consumer.commit(offsets)
@@ -188,6 +207,12 @@ class Worker:
             # Effects and outcomes are durable and idempotent: a lost commit only means the
             # next owner re-reads these records and finds them already decided.
             log.warning("offset commit failed", extra={"error": repr(exc)[:200]})
+
+    async def _settle_commit(self) -> None:
+        """Wait for the commit in flight, if any (its failure is logged, never raised)."""
+        task, self._commit_task = self._commit_task, None
+        if task is not None:
+            await asyncio.wait([task])
 
     async def _process(self, batch: _Batch) -> bool:
         """Process until it succeeds; returns False only when shutdown's deadline passes."""
@@ -257,7 +282,10 @@ class Worker:
                 return
             self._ahead = _Batch(fetched, time.time())
         ahead = self._ahead
-        if ahead.decided is None:
+        # Only a backlog is decided ahead. A short batch is left open and topped up in its own
+        # turn: deciding it now would close it, and whatever arrives during this flush would
+        # wait a whole batch more (latency under light load); with a backlog, throughput counts.
+        if ahead.decided is None and len(ahead.records) >= self.settings.batch_max_records // 2:
             try:
                 ahead.decided = await self._pipeline.decide(ahead.records, ahead.fetched_at)
             except Exception as exc:  # e.g. an outage: decided in its own turn, with retries
@@ -271,6 +299,7 @@ class Worker:
                     pass
         except TimeoutError:
             log.warning("revocation did not wait for the batch in flight")
+        await self._settle_commit()  # the next owner starts after what is done here
         self._pipeline.forget_accounts()  # another worker may change them from now on
         self._ahead = None  # fetched, never applied: the next owner gets these records
         for tp in revoked:

@@ -36,6 +36,7 @@ class Result:
     latencies: Latencies | None = None
     mongo_seconds: dict[str, float] = field(default_factory=dict)
     drain_metrics: dict[str, float] = field(default_factory=dict)
+    drain_batches: dict[str, float] = field(default_factory=dict)
     open_loop_batches: dict[str, float] = field(default_factory=dict)
     ceiling_seconds: dict[str, float] = field(default_factory=dict)
     batches: int = 0
@@ -78,6 +79,7 @@ class Result:
             "seed": self.seed,
             "run": self.run,
             "open_loop_batches": {k: round(v, 1) for k, v in self.open_loop_batches.items()},
+            "drain_batches": {k: round(v, 1) for k, v in self.drain_batches.items()},
             "worker_env": self.worker_env,
             "worker_source": self.worker_source,
             "load_average": self.load_average,
@@ -137,6 +139,17 @@ def table(r: Result) -> str:
             ]
             if stages:
                 out.append("  stage ms per batch: " + ", ".join(f"{k} {v:.1f}" for k, v in stages))
+    d = r.drain_batches
+    if d.get("batches"):
+        drain_stages = ", ".join(
+            f"{k.removeprefix('stage_ms_')} {v:.0f}"
+            for k, v in d.items()
+            if k.startswith("stage_ms_")
+        )
+        out.append(
+            f"drain: {d['batches']:.0f} batches of {d['mean_records']:.0f} records; "
+            f"stage ms per batch: {drain_stages}"
+        )
     out.append(
         f"worker CPU per 1,000 commands {r.cpu_s_per_1000:.3f} s; peak RSS {r.peak_rss_mib:.0f} MiB"
     )

@@ -149,6 +149,7 @@ async def _tally(
     finished = max(o.timestamp_ms for o in done) / 1000
     metrics = await _settled_metrics(names.http_port)
     result.drain_metrics = metrics
+    result.drain_batches = _batches({}, metrics)
     rejected = sum(1 for o in done if o.type == REJECTED)
     if rejected:
         note(f"WARNING: {rejected} timed commands were rejected (the workload should be valid)")
