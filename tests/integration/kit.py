@@ -56,8 +56,9 @@ class CrashingStore(MongoStore):
             raise CrashError(step)
 
     async def write_accounts(self, writes: Any) -> None:
-        await super().write_accounts(writes)
         self.account_rounds += 1
+        self._maybe_crash(f"before-accounts:{self.account_rounds}")
+        await super().write_accounts(writes)
         self._maybe_crash(f"accounts:{self.account_rounds}")
 
     async def write_effects(self, effects: Any) -> None:

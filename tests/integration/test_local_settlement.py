@@ -21,7 +21,9 @@ from tests.integration.kit import SECRET, CrashError, CrashingStore, Record, Rec
 
 pytestmark = pytest.mark.integration
 
-CRASH_POINTS = ["accounts:1", "accounts:2", "effects", "inbox", "publish"]
+# before-accounts:2: round 1 written, and the journal of its decisions on its way (apply
+# writes it during round 2), when round 2 fails.
+CRASH_POINTS = ["accounts:1", "before-accounts:2", "accounts:2", "effects", "inbox", "publish"]
 
 
 def batch() -> list[Record]:
