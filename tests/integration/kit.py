@@ -10,7 +10,11 @@ from typing import Any
 import jwt
 import orjson
 
+from handlers.auth import TokenKeys
+from streams.decode import Decoder
+from streams.pipeline import Pipeline
 from streams.publish import Message
+from streams.settings import Settings
 from streams.store import MongoStore
 
 SECRET = "integration-secret-long-enough-for-hs256"
@@ -95,3 +99,12 @@ class Recorder:
                     headers["ce_type"]
                 )
         return found
+
+
+def pipeline(
+    settings: Settings, store: MongoStore, publisher: Recorder, *, local: bool = False
+) -> Pipeline:
+    """A pipeline on the real store; `local`: this worker owns every account (ADR 5)."""
+    decoder = Decoder("ledger.transfers", TokenKeys(secret=SECRET), 65536, settings.max_amount)
+    owns = (lambda account: True) if local else None
+    return Pipeline(settings, store, publisher, decoder, local=owns)  # type: ignore[arg-type]

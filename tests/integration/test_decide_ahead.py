@@ -5,38 +5,15 @@ failure of its flush makes the next batch's decisions stale."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
-from pymongo import AsyncMongoClient
 
-from handlers.auth import TokenKeys
-from streams.decode import Decoder
-from streams.pipeline import Pipeline, StaleDecisionError
-from streams.settings import Settings
-from tests.conftest import MONGO_URI
-from tests.integration.kit import SECRET, CrashError, CrashingStore, Recorder, command
+from streams.pipeline import StaleDecisionError
+from tests.integration.kit import CrashError, Recorder, command, pipeline
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[tuple[Settings, CrashingStore, Any]]:
-    name = f"it_{uuid.uuid4().hex[:8]}"
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO_URI, tz_aware=True)
-    store = CrashingStore(client, name)
-    await store.ensure_indexes()
-    yield Settings(jwt_secret=SECRET, mongo_db=name), store, client[name]
-    await client.drop_database(name)
-    await client.close()
-
-
-def pipeline(settings: Settings, store: CrashingStore, publisher: Recorder) -> Pipeline:
-    decoder = Decoder("ledger.transfers", TokenKeys(secret=SECRET), 65536, settings.max_amount)
-    return Pipeline(settings, store, publisher, decoder)  # type: ignore[arg-type]
 
 
 def opens() -> list[Any]:
@@ -71,9 +48,9 @@ def reasons(publisher: Recorder) -> dict[str, str | None]:
 
 
 async def test_the_batch_in_flight_counts_as_decided_for_the_batch_decided_meanwhile(
-    env: Any,
+    crash_env: Any,
 ) -> None:
-    settings, store, db = env
+    settings, store, db = crash_env
     publisher = Recorder()
     worker = pipeline(settings, store, publisher)
     await worker.process(opens(), time.time())
@@ -98,8 +75,8 @@ async def test_the_batch_in_flight_counts_as_decided_for_the_batch_decided_meanw
     assert len(deposited) == 2 and deposited[0].value == deposited[1].value  # republished
 
 
-async def test_a_failed_flush_makes_the_batch_decided_meanwhile_stale(env: Any) -> None:
-    settings, store, db = env
+async def test_a_failed_flush_makes_the_batch_decided_meanwhile_stale(crash_env: Any) -> None:
+    settings, store, db = crash_env
     publisher = Recorder()
     worker = pipeline(settings, store, publisher)
     await worker.process(opens(), time.time())

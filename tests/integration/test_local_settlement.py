@@ -4,25 +4,16 @@ owns is credited in the same batch, and a crash at any step still gives every ef
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 
-from handlers.auth import TokenKeys
-from streams.decode import Decoder
 from streams.pipeline import Pipeline
-from streams.settings import Settings
-from streams.store import MongoStore
-from tests.conftest import MONGO_URI
-from tests.integration.kit import SECRET, CrashError, CrashingStore, Record, Recorder, command
+from tests.integration.kit import CrashError, Record, Recorder, command, pipeline
 
 pytestmark = pytest.mark.integration
 
-# before-accounts:2: round 1 written, and the journal of its decisions on its way (apply
-# writes it during round 2), when round 2 fails.
+# before-accounts:2: round 1 written, round 2 (the local credits) fails before writing.
 CRASH_POINTS = ["accounts:1", "before-accounts:2", "accounts:2", "effects", "inbox", "publish"]
 
 
@@ -51,22 +42,6 @@ def batch() -> list[Record]:
     ]
 
 
-@pytest.fixture
-async def env() -> AsyncIterator[tuple[Settings, CrashingStore, Any]]:
-    name = f"it_{uuid.uuid4().hex[:8]}"
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO_URI, tz_aware=True)
-    store = CrashingStore(client, name)
-    await store.ensure_indexes()
-    yield Settings(jwt_secret=SECRET, mongo_db=name), store, client[name]
-    await client.drop_database(name)
-    await client.close()
-
-
-def pipeline(settings: Settings, store: MongoStore, publisher: Recorder) -> Pipeline:
-    decoder = Decoder("ledger.transfers", TokenKeys(secret=SECRET), 65536, settings.max_amount)
-    return Pipeline(settings, store, publisher, decoder, local=lambda account: True)  # type: ignore[arg-type]
-
-
 async def deliver_legs(worker: Pipeline, publisher: Recorder) -> None:
     """Feeds every leg published so far back in, as ledger.transfers would, until none is new."""
     delivered: set[bytes] = set()
@@ -79,10 +54,10 @@ async def deliver_legs(worker: Pipeline, publisher: Recorder) -> None:
         await worker.process(records, time.time())
 
 
-async def test_a_transfer_to_an_owned_account_completes_in_the_same_batch(env: Any) -> None:
-    settings, store, db = env
+async def test_a_transfer_to_an_owned_account_completes_in_the_same_batch(crash_env: Any) -> None:
+    settings, store, db = crash_env
     publisher = Recorder()
-    await pipeline(settings, store, publisher).process(batch(), time.time())
+    await pipeline(settings, store, publisher, local=True).process(batch(), time.time())
 
     assert set(publisher.legs()) == {b"cmd-7:credit"}  # only the one to a missing account
     outcomes = publisher.outcomes()
@@ -99,17 +74,17 @@ async def test_a_transfer_to_an_owned_account_completes_in_the_same_batch(env: A
 
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)
 async def test_a_batch_with_local_credits_replayed_after_a_crash_has_each_effect_once(
-    env: Any, crash_at: str
+    crash_env: Any, crash_at: str
 ) -> None:
-    settings, store, db = env
+    settings, store, db = crash_env
     publisher = Recorder()
     store.crash_at = None if crash_at == "publish" else crash_at
     publisher.fail_next = crash_at == "publish"
     with pytest.raises(CrashError):
-        await pipeline(settings, store, publisher).process(batch(), time.time())
+        await pipeline(settings, store, publisher, local=True).process(batch(), time.time())
     # A new process (fresh caches) gets the same records again, as after kill -9; then the
     # transfers topic delivers every leg either attempt published.
-    worker = pipeline(settings, store, publisher)
+    worker = pipeline(settings, store, publisher, local=True)
     await worker.process(batch(), time.time())
     await deliver_legs(worker, publisher)
 
@@ -129,16 +104,16 @@ async def test_a_batch_with_local_credits_replayed_after_a_crash_has_each_effect
 
 
 async def test_a_duplicate_of_a_locally_settled_transfer_republishes_its_outcome(
-    env: Any,
+    crash_env: Any,
 ) -> None:
-    settings, store, db = env
+    settings, store, db = crash_env
     publisher = Recorder()
-    worker = pipeline(settings, store, publisher)
+    worker = pipeline(settings, store, publisher, local=True)
     await worker.process(batch()[:7], time.time())
     before = {d["_id"]: d["balance"] async for d in db.accounts.find({})}
     sent = len(publisher.sent)
 
-    await pipeline(settings, store, publisher).process([batch()[5]], time.time())
+    await pipeline(settings, store, publisher, local=True).process([batch()[5]], time.time())
 
     again = publisher.sent[sent:]
     assert [dict(m.headers)["ce_type"] for m in again] == [b"ledger.transfer.completed.v1"]

@@ -19,6 +19,8 @@ from streams.pipeline import Pipeline
 from streams.publish import Message
 from streams.settings import Settings
 from streams.store import ConflictError, MongoStore
+from tests.integration.kit import CrashError as SimulatedCrashError
+from tests.integration.kit import Recorder as RecordingPublisher
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +39,6 @@ class Record:
     value: bytes | None
     headers: list[tuple[str, bytes]]
     timestamp: int
-
-
-class SimulatedCrashError(Exception):
-    pass
 
 
 class CrashingStore(MongoStore):
@@ -69,18 +67,6 @@ class CrashingStore(MongoStore):
     async def write_effects(self, effects: Any) -> None:
         await super().write_effects(effects)
         await self._maybe_crash("write_effects")
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-        self.fail_next = False
-
-    async def publish(self, messages: Sequence[Message]) -> None:
-        if self.fail_next:
-            self.fail_next = False
-            raise SimulatedCrashError("publish")
-        self.sent.extend(messages)
 
 
 def command(offset: int, command_type: str, data: dict[str, Any], cid: str | None = None) -> Record:
