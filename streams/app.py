@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +49,9 @@ class _Batch:
 class Worker:
     """Owns every client; nothing connects before run()."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stop_asked: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
+        self._stop_asked = stop_asked
         self.health = Health()
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # held while a batch is processed and committed
@@ -103,6 +105,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
+        if self._stop_asked():  # a signal arrived while the process was starting
+            self.stop()
         app = build_app(self.health, lambda: asyncapi.document(self.settings))
         runner = await serve(app, self.settings.http_host, self.settings.http_port)
         log.info(
@@ -370,12 +374,12 @@ def _is_transient(exc: Exception) -> bool:
     return isinstance(exc, KafkaError | ConnectionFailure | OperationFailure | TimeoutError)
 
 
-def run_worker(settings: Settings) -> int:
+def run_worker(settings: Settings, stop_asked: Callable[[], bool] = lambda: False) -> int:
     try:
         import uvloop
 
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
         runner = asyncio.run
-    code: int = runner(Worker(settings).run())
+    code: int = runner(Worker(settings, stop_asked).run())
     return code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 import uuid
@@ -151,11 +152,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tally: {exc}", file=sys.stderr)
         return 2
     if args.command == "worker":
+        # Catch SIGTERM/Ctrl-C from here on, before the heavy imports: a stop asked for while
+        # starting is a stop with nothing fetched (exit 0), not death by signal (exit 143).
+        asked: list[int] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _frame: asked.append(signum))
         from streams import logs
         from streams.app import run_worker
 
         logs.configure(settings.log_level, settings.log_format)
-        return run_worker(settings)
+        return run_worker(settings, stop_asked=lambda: bool(asked))
     if args.command == "token":
         print(mint_token(settings, args.sub, args.roles.split(","), args.ttl))
     elif args.command == "asyncapi":

@@ -34,3 +34,28 @@ async def test_worker_answers_healthz_and_exits_zero_on_signal(
         if process.poll() is None:
             process.kill()
         await deployment.cleanup()
+
+
+async def test_a_sigterm_while_the_worker_starts_is_a_clean_stop(tmp_path: Path) -> None:
+    # The worker catches SIGTERM from the start of `tally worker`, before its heavy imports;
+    # a stop asked for then must still end the process, with exit 0 (not 143, not never).
+    deployment = Tally()
+    process = deployment.start(tmp_path / "worker.log", TALLY_SHUTDOWN_TIMEOUT="10")
+    try:
+        deadline = time.monotonic() + 20
+        while not _catches_sigterm(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        assert code == 0, (tmp_path / "worker.log").read_text()[-2000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        await deployment.cleanup()
+
+
+def _catches_sigterm(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
