@@ -179,7 +179,8 @@ class Worker:
                 current = _Batch(fetched, time.time()) if fetched else None
             elif current.decided is None:  # fetched ahead, not decided: add what came since
                 room = self.settings.batch_max_records - len(current.records)
-                current.extend(await self._consumer.getmany(timeout_ms=0, max_records=room))
+                if room > 0:
+                    current.extend(await self._consumer.getmany(timeout_ms=0, max_records=room))
             if current is not None:
                 async with self._lock:
                     await self._handle(current)

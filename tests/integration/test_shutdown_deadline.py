@@ -1,4 +1,4 @@
-"""SIGTERM cuts a batch that waits on an unresponsive database: exit within the deadline."""
+"""Worker lifecycle edge cases: the shutdown deadline, closing the clients, a full batch ahead."""
 
 from __future__ import annotations
 
@@ -65,3 +65,37 @@ async def test_a_client_whose_close_raises_cancelled_error_does_not_stop_the_oth
     worker._store = store  # type: ignore[assignment]
     await worker._close()
     assert consumer.closed and producer.closed and admin.closed and store.closed
+
+
+class FullBufferConsumer:
+    """getmany as aiokafka's: max_records must be a positive integer."""
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, Any]:
+        if max_records is not None and max_records < 1:
+            raise ValueError("`max_records` must be a positive Integer")
+        return {}
+
+    def assignment(self) -> set[Any]:
+        return set()
+
+    def highwater(self, tp: Any) -> None:
+        return None
+
+
+async def test_a_full_batch_left_undecided_ahead_is_handled_without_a_top_up() -> None:
+    # A backlog batch fetched ahead whose decide failed (an outage) is as big as a batch may
+    # be: there is no room to top it up, and asking aiokafka for 0 records raises.
+    settings = Settings(jwt_secret="x" * 40, batch_max_records=4)
+    worker = Worker(settings)
+    await worker._store.close()
+    handled: list[Any] = []
+
+    async def handle(batch: Any) -> None:
+        handled.append(batch)
+        worker._stopping.set()
+
+    worker._consumer = FullBufferConsumer()  # type: ignore[assignment]
+    worker._handle = handle  # type: ignore[method-assign]
+    worker._ahead = _Batch({"tp": ["r1", "r2", "r3", "r4"]}, time.time())
+    await asyncio.wait_for(worker._consume(), timeout=5)
+    assert [b.records for b in handled] == [["r1", "r2", "r3", "r4"]]
