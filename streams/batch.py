@@ -58,6 +58,16 @@ def ref_id(account_id: str, external_ref: str) -> str:
     return f"{account_id}/{external_ref}"
 
 
+def note_claims(record: Doc, refs: set[str], transfers: set[str]) -> None:
+    """Adds the external refs and the transfer id a decision record claims."""
+    for entry in record.get("entries", []):
+        if entry.get("external_ref"):
+            refs.add(ref_id(entry["account_id"], entry["external_ref"]))
+    transfer = record.get("transfer")
+    if transfer is not None:
+        transfers.add(transfer["_id"])
+
+
 class BatchDecider:
     """Applies a batch's items to in-memory state; produces a Plan."""
 
@@ -99,12 +109,7 @@ class BatchDecider:
     def _note_unflushed_claims(self, record: Doc) -> None:
         # Its external_ref and transfer_id are not in their collections yet (the crash came
         # before the flush), yet they are taken: a reuse in this batch must be refused.
-        for entry in record.get("entries", []):
-            if entry.get("external_ref"):
-                self._refs.add(ref_id(entry["account_id"], entry["external_ref"]))
-        transfer = record.get("transfer")
-        if transfer is not None:
-            self._transfers.add(transfer["_id"])
+        note_claims(record, self._refs, self._transfers)
 
     def apply(self, item: CommandItem | LegItem) -> None:
         inbox_id = item.inbox_id
@@ -173,10 +178,6 @@ class BatchDecider:
         debit; an account with nothing to do with a local credit is written once, as before.
         """
         plan = self.plan
-        plan.first_round = {
-            key: (account, list(plan.outboxes.get(key, [])))
-            for key, account in plan.touched.items()
-        }
         for source_record, leg, kafka_record in self._legs:
             destination = leg.to_account
             account = self._state.get(destination)
@@ -188,6 +189,10 @@ class BatchDecider:
             record = self._record(f"l:{leg.message_id}", ctx, result, traceparent)
             if result.outcome is not None:
                 record["completes"] = True
+            if destination in plan.touched and destination not in plan.first_round:
+                # as the account stood before its first local credit: what round 1 writes
+                outbox = list(plan.outboxes.get(destination, []))
+                plan.first_round[destination] = (plan.touched[destination], outbox)
             self._place(destination, account, result, record)
             plan.settled[source_record["command_id"]] = record
             plan.second_round.add(destination)

@@ -13,7 +13,7 @@ from typing import Any
 from models.commands import Deposit, Transfer, Withdrawal
 from models.documents import Account
 from streams import metrics
-from streams.batch import BatchDecider, Doc, Loaded, Plan, ref_id
+from streams.batch import BatchDecider, Doc, Loaded, Plan, note_claims, ref_id
 from streams.decode import (
     LEG_TYPE,
     CommandItem,
@@ -44,6 +44,7 @@ class Decided:
     fetched_at: float
     size: int
     generation: int  # Pipeline.generation when decided; apply() refuses another one
+    inbox: list[Doc] = field(default_factory=list)  # inbox form of every decision, by apply()
 
 
 @dataclass(slots=True)
@@ -110,7 +111,7 @@ class Pipeline:
         if decided.generation != self.generation:
             raise StaleDecisionError("caches were dropped since this batch was decided")
         try:
-            await self._apply(decided.plan)
+            await self._apply(decided)
         except BaseException:
             self.forget_accounts()
             raise
@@ -118,7 +119,7 @@ class Pipeline:
     async def flush(self, decided: Decided) -> None:
         """Journal, transfers and refs; outcomes published and the inbox written."""
         try:
-            await self._flush(decided.plan, decided.dead)
+            await self._flush(decided)
         except BaseException:
             self.forget_accounts()
             raise
@@ -185,8 +186,8 @@ class Pipeline:
         transfer_ids = set(found_transfers) | in_flight.transfer_ids
         return Loaded(accounts, inbox, transfer_ids, set(found_refs) | in_flight.ref_ids, unflushed)
 
-    async def _apply(self, plan: Plan) -> None:
-        store = self._store
+    async def _apply(self, decided: Decided) -> None:
+        store, plan = self._store, decided.plan
         # (a) decisions that touch no existing account become final before any account
         # changes, so a redelivery cannot decide them differently against newer state.
         taken = await store.put_inbox([_inbox_record(r) for r in plan.first_inbox])
@@ -199,13 +200,10 @@ class Pipeline:
             await store.write_accounts(second)
         # Durable now (ADR 4): the next batch may be decided on this state while this one
         # flushes; these decisions count as final for it, and these outboxes as handled.
-        in_flight = _InFlight({r["_id"]: r for r in _inbox_records(plan, with_first=True)})
+        decided.inbox = _inbox_records(plan)
+        in_flight = _InFlight({r["_id"]: r for r in decided.inbox})
         for record in plan.flush:
-            for entry in record.get("entries", []):
-                if entry.get("external_ref"):
-                    in_flight.ref_ids.add(ref_id(entry["account_id"], entry["external_ref"]))
-            if record.get("transfer") is not None:
-                in_flight.transfer_ids.add(record["transfer"]["_id"])
+            note_claims(record, in_flight.ref_ids, in_flight.transfer_ids)
         self._in_flight = in_flight
         for write in [*first, *second]:
             key = write.document["_id"]
@@ -213,8 +211,8 @@ class Pipeline:
             self._flushed[key] = version
             self._cache_account(key, {**write.document, "version": version, "outbox": write.outbox})
 
-    async def _flush(self, plan: Plan, dead: list[DeadItem]) -> None:
-        store = self._store
+    async def _flush(self, decided: Decided) -> None:
+        store, plan, dead = self._store, decided.plan, decided.dead
         with _stage("effects"):
             await store.write_effects(_effects(plan.flush))  # (c) journal, transfers, refs
         # (d) publish, and make the decisions final in the inbox, at once: either alone is
@@ -222,13 +220,14 @@ class Pipeline:
         # account's outbox, and then republishes the same outcome.
         with _stage("publish"):
             await asyncio.gather(
-                self._publisher.publish(self._messages(plan, dead)), self._finish(plan)
+                self._publisher.publish(self._messages(plan, dead)), self._finish(decided)
             )
 
-    async def _finish(self, plan: Plan) -> None:
-        store = self._store
+    async def _finish(self, decided: Decided) -> None:
+        store, plan = self._store, decided.plan
         flushed = {r["_id"] for r in plan.flush}
-        await store.put_inbox(_inbox_records(plan, with_first=False))
+        first = {r["_id"] for r in plan.first_inbox}  # written by apply already
+        await store.put_inbox([r for r in decided.inbox if r["_id"] not in first])
         # A saga settled in an earlier batch: its outcome goes onto the command's inbox record.
         await store.complete_commands(
             [
@@ -333,14 +332,12 @@ def _wanted(
     return keys, transfers, refs
 
 
-def _inbox_records(plan: Plan, *, with_first: bool) -> list[Doc]:
-    """The inbox form of the batch's decisions (those of plan.first_inbox are written first)."""
-    first = {r["_id"] for r in plan.first_inbox}
+def _inbox_records(plan: Plan) -> list[Doc]:
+    """The inbox form of every decision of the batch."""
     terminal = {r["command_id"]: r["outcome"] for r in plan.flush if r.get("completes")}
     return [
         _inbox_record(r, terminal.get(r["command_id"]) if r["_id"].startswith("c:") else None)
         for r in plan.flush
-        if with_first or r["_id"] not in first
     ]
 
 

@@ -135,7 +135,7 @@ class MongoStore:
             return
         async with _timed("accounts"):
             results = await asyncio.gather(
-                *(self.accounts.bulk_write(half, ordered=False) for half in _parts(ops)),
+                *(self.accounts.bulk_write(part, ordered=False) for part in _parts(ops)),
                 return_exceptions=True,
             )
         matched = 0

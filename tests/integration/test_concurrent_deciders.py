@@ -16,22 +16,14 @@ from pymongo import AsyncMongoClient
 from handlers.auth import TokenKeys
 from streams.decode import Decoder
 from streams.pipeline import Pipeline
-from streams.publish import Message
 from streams.settings import Settings
 from streams.store import MongoStore
 from tests.conftest import MONGO_URI
+from tests.integration.kit import Recorder
 
 pytestmark = pytest.mark.integration
 
 SECRET = "integration-secret-long-enough-for-hs256"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-
-    async def publish(self, messages: Sequence[Message]) -> None:
-        self.sent.extend(messages)
 
 
 class Record:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt
@@ -19,6 +19,7 @@ from streams.publish import Message
 from streams.settings import Settings
 from streams.store import MongoStore
 from tests.conftest import MONGO_URI
+from tests.integration.kit import Recorder
 
 pytestmark = pytest.mark.integration
 
@@ -39,14 +40,6 @@ class CrashAfterAccounts(MongoStore):
         if self.armed:
             self.armed = False
             raise CrashError("kill -9 between the account write and the effects")
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-
-    async def publish(self, messages: Sequence[Message]) -> None:
-        self.sent.extend(messages)
 
 
 class Record:
