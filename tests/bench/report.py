@@ -32,6 +32,7 @@ class Result:
     tally_records_in: int = 0  # commands + transfer legs the worker consumed
     cpu_s_per_1000: float = math.nan
     server_cpu_s_per_1000: dict[str, float] = field(default_factory=dict)
+    ceiling_server_cpu_s_per_1000: float = math.nan  # the database's, for the same writes
     peak_rss_mib: float = math.nan
     latencies: Latencies | None = None
     mongo_seconds: dict[str, float] = field(default_factory=dict)
@@ -69,6 +70,7 @@ class Result:
             "server_cpu_s_per_1000_cmds": {
                 k: round(v, 3) for k, v in self.server_cpu_s_per_1000.items()
             },
+            "ceiling_server_cpu_s_per_1000_cmds": round(self.ceiling_server_cpu_s_per_1000, 3),
             "peak_rss_mib": round(self.peak_rss_mib, 1),
             "commands": self.commands,
             "accounts": self.accounts,
@@ -162,6 +164,11 @@ def table(r: Result) -> str:
     if r.server_cpu_s_per_1000:
         servers = ", ".join(f"{k} {v:.3f} s" for k, v in r.server_cpu_s_per_1000.items())
         out.append(f"server CPU per 1,000 commands during the drain: {servers}")
+    if not math.isnan(r.ceiling_server_cpu_s_per_1000):
+        out.append(
+            "database CPU per 1,000 commands for the same writes alone (database ceiling): "
+            f"{r.ceiling_server_cpu_s_per_1000:.3f} s"
+        )
     if r.mongo_seconds:
         out.append(f"worker time in MongoDB calls during the drain: {_spent(r.mongo_seconds)}")
     if r.ceiling_seconds:

@@ -245,9 +245,12 @@ async def _db_ceiling(opts: Options, names: Names, result: report.Result) -> Non
         templates = await db_ceiling.templates(client[names.db("tally")])
     finally:
         await client.close()
+    server = listener_pid(_servers(names)["database"])
+    cpu_start = cpu_seconds(server)
     seconds = await db_ceiling.run(
         names.mongo_uri, names.db("ceiling"), result.db_writes, templates, opts.accounts
     )
+    result.ceiling_server_cpu_s_per_1000 = (cpu_seconds(server) - cpu_start) / opts.commands * 1000
     result.db_ceiling_per_s = opts.commands / seconds
     result.ceiling_seconds = dict(db_ceiling.SPENT)
 

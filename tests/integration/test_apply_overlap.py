@@ -1,0 +1,112 @@
+"""Applying a batch while the previous one still flushes (the worker's overlap), on the real
+MongoDB-wire server: an account written again keeps the unflushed records of the batch
+before in its outbox, so a crash at any point loses nothing and doubles nothing."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from streams.store import outbox_records
+from tests.integration.kit import CrashError, Recorder, command, pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def opens() -> list[Any]:
+    return [
+        command(i, "ledger.account.open.v1", {"account_id": a, "owner_id": "o", "currency": "EUR"})
+        for i, a in enumerate(("a", "b"))
+    ]
+
+
+def deposit(offset: int, account: str = "a") -> Any:
+    data = {"account_id": account, "amount": 100, "currency": "EUR", "external_ref": f"r{offset}"}
+    return command(offset, "ledger.deposit.v1", data)
+
+
+def transfer(offset: int) -> Any:
+    data = {"transfer_id": f"t{offset}", "from_account": "a", "to_account": "b", "amount": 10}
+    return command(offset, "ledger.transfer.v1", data | {"currency": "EUR"})
+
+
+async def state(db: Any) -> dict[str, Any]:
+    a = await db.accounts.find_one({"_id": "a"})
+    b = await db.accounts.find_one({"_id": "b"})
+    return {
+        "balances": (a["balance"], b["balance"]),
+        "entries": await db.entries.count_documents({}),
+        "transfers": await db.transfers.count_documents({}),
+        "refs": await db.external_refs.count_documents({}),
+    }
+
+
+async def test_a_crash_before_the_earlier_flush_loses_nothing(crash_env: Any) -> None:
+    settings, store, db = crash_env
+    worker = pipeline(settings, store, Recorder())
+    await worker.process(opens(), time.time())
+
+    batches = [[deposit(2), transfer(3)], [deposit(4), transfer(5)]]
+    first = await worker.decide(batches[0], time.time())
+    await worker.apply(first)
+    second = await worker.decide(batches[1], time.time())
+    await worker.apply(second)  # over the outbox the first batch has not flushed yet
+    # kill -9 here: neither batch flushed, no offset committed. A new process gets both again.
+    publisher = Recorder()
+    restarted = pipeline(settings, store, publisher)
+    await restarted.process([*batches[0], *batches[1]], time.time())
+
+    assert await state(db) == {"balances": (180, 0), "entries": 4, "transfers": 2, "refs": 2}
+    # republished from the outbox (the first batch's records were carried): both deposits'
+    # outcomes and both transfers' credit legs (their destination is another worker's here)
+    assert {"cmd-2", "cmd-4"} <= publisher.outcomes().keys()
+    assert len(publisher.legs()) == 2
+    assert await db.inbox.count_documents({"_id": {"$regex": "^c:cmd-[2-5]$"}}) == 4
+
+
+async def test_a_failed_earlier_flush_is_retried_with_the_batch_applied_after_it(
+    crash_env: Any,
+) -> None:
+    settings, store, db = crash_env
+    publisher = Recorder()
+    worker = pipeline(settings, store, publisher, local=True)
+    await worker.process(opens(), time.time())
+
+    batches = [[deposit(2), transfer(3)], [transfer(4), deposit(5, "b")]]
+    first = await worker.decide(batches[0], time.time())
+    await worker.apply(first)
+    second = await worker.decide(batches[1], time.time())
+    await worker.apply(second)
+    store.crash_at = "effects"
+    with pytest.raises(CrashError):
+        await worker.flush(first)  # the worker then decides both again, together
+    await worker.process([*batches[0], *batches[1]], time.time())
+
+    assert await state(db) == {"balances": (80, 120), "entries": 6, "transfers": 2, "refs": 2}
+    assert {"cmd-2", "cmd-3", "cmd-4", "cmd-5"} <= publisher.outcomes().keys()
+
+
+async def test_carried_records_leave_the_outbox_once_their_batch_is_flushed(
+    crash_env: Any,
+) -> None:
+    settings, store, db = crash_env
+    worker = pipeline(settings, store, Recorder())
+    await worker.process(opens(), time.time())
+
+    first = await worker.decide([deposit(2)], time.time())
+    await worker.apply(first)
+    second = await worker.decide([deposit(3)], time.time())
+    await worker.apply(second)
+    stored = outbox_records(await db.accounts.find_one({"_id": "a"}))
+    assert [r["command_id"] for r in stored] == ["cmd-2", "cmd-3"]  # carried, then its own
+
+    await worker.flush(first)
+    third = await worker.decide([deposit(4)], time.time())
+    await worker.apply(third)
+    stored = outbox_records(await db.accounts.find_one({"_id": "a"}))
+    assert [r["command_id"] for r in stored] == ["cmd-3", "cmd-4"]  # not the flushed batch's
+    await worker.flush(second)
+    await worker.flush(third)
+    assert await state(db) == {"balances": (300, 0), "entries": 3, "transfers": 0, "refs": 3}
