@@ -48,6 +48,31 @@ def command(offset: int, ctype: str, data: dict[str, Any]) -> Record:
     return Record("ledger.commands", offset, key, orjson.dumps(data), headers)
 
 
+def opens(*accounts: str) -> list[Record]:
+    """Open these accounts (EUR), at offsets 0, 1, ..."""
+    return [
+        command(i, "ledger.account.open.v1", {"account_id": a, "owner_id": "o", "currency": "EUR"})
+        for i, a in enumerate(accounts)
+    ]
+
+
+def deposit(
+    offset: int, ref: str | None = None, *, account: str = "a", cid: str | None = None
+) -> Record:
+    """100 EUR into `account`; external_ref `ref` (default r<offset>); `cid` another command id."""
+    data = {"account_id": account, "amount": 100, "currency": "EUR"}
+    record = command(offset, "ledger.deposit.v1", data | {"external_ref": ref or f"r{offset}"})
+    if cid is not None:
+        record.headers = [(k, cid.encode() if k == "ce_id" else v) for k, v in record.headers]
+    return record
+
+
+def transfer(offset: int, tid: str | None = None) -> Record:
+    """10 EUR from a to b; transfer_id `tid` (default t<offset>)."""
+    data = {"transfer_id": tid or f"t{offset}", "from_account": "a", "to_account": "b"}
+    return command(offset, "ledger.transfer.v1", data | {"amount": 10, "currency": "EUR"})
+
+
 class CrashingStore(MongoStore):
     """The real store, which 'crashes' once right after the named step succeeded."""
 

@@ -10,26 +10,9 @@ from typing import Any
 import pytest
 
 from streams.store import outbox_records
-from tests.integration.kit import CrashError, Recorder, command, pipeline
+from tests.integration.kit import CrashError, Recorder, deposit, opens, pipeline, transfer
 
 pytestmark = pytest.mark.integration
-
-
-def opens() -> list[Any]:
-    return [
-        command(i, "ledger.account.open.v1", {"account_id": a, "owner_id": "o", "currency": "EUR"})
-        for i, a in enumerate(("a", "b"))
-    ]
-
-
-def deposit(offset: int, account: str = "a") -> Any:
-    data = {"account_id": account, "amount": 100, "currency": "EUR", "external_ref": f"r{offset}"}
-    return command(offset, "ledger.deposit.v1", data)
-
-
-def transfer(offset: int) -> Any:
-    data = {"transfer_id": f"t{offset}", "from_account": "a", "to_account": "b", "amount": 10}
-    return command(offset, "ledger.transfer.v1", data | {"currency": "EUR"})
 
 
 async def state(db: Any) -> dict[str, Any]:
@@ -46,7 +29,7 @@ async def state(db: Any) -> dict[str, Any]:
 async def test_a_crash_before_the_earlier_flush_loses_nothing(crash_env: Any) -> None:
     settings, store, db = crash_env
     worker = pipeline(settings, store, Recorder())
-    await worker.process(opens(), time.time())
+    await worker.process(opens("a", "b"), time.time())
 
     batches = [[deposit(2), transfer(3)], [deposit(4), transfer(5)]]
     first = await worker.decide(batches[0], time.time())
@@ -72,9 +55,9 @@ async def test_a_failed_earlier_flush_is_retried_with_the_batch_applied_after_it
     settings, store, db = crash_env
     publisher = Recorder()
     worker = pipeline(settings, store, publisher, local=True)
-    await worker.process(opens(), time.time())
+    await worker.process(opens("a", "b"), time.time())
 
-    batches = [[deposit(2), transfer(3)], [transfer(4), deposit(5, "b")]]
+    batches = [[deposit(2), transfer(3)], [transfer(4), deposit(5, account="b")]]
     first = await worker.decide(batches[0], time.time())
     await worker.apply(first)
     second = await worker.decide(batches[1], time.time())
@@ -93,7 +76,7 @@ async def test_carried_records_leave_the_outbox_once_their_batch_is_flushed(
 ) -> None:
     settings, store, db = crash_env
     worker = pipeline(settings, store, Recorder())
-    await worker.process(opens(), time.time())
+    await worker.process(opens("a", "b"), time.time())
 
     first = await worker.decide([deposit(2)], time.time())
     await worker.apply(first)

@@ -11,29 +11,9 @@ import orjson
 import pytest
 
 from streams.pipeline import StaleDecisionError
-from tests.integration.kit import CrashError, Recorder, command, pipeline
+from tests.integration.kit import CrashError, Recorder, deposit, opens, pipeline, transfer
 
 pytestmark = pytest.mark.integration
-
-
-def opens() -> list[Any]:
-    return [
-        command(i, "ledger.account.open.v1", {"account_id": a, "owner_id": "o", "currency": "EUR"})
-        for i, a in enumerate(("a", "b"))
-    ]
-
-
-def deposit(offset: int, ref: str, cid: str | None = None) -> Any:
-    data = {"account_id": "a", "amount": 100, "currency": "EUR", "external_ref": ref}
-    record = command(offset, "ledger.deposit.v1", data)
-    if cid is not None:
-        record.headers = [(k, cid.encode() if k == "ce_id" else v) for k, v in record.headers]
-    return record
-
-
-def transfer(offset: int, tid: str) -> Any:
-    data = {"transfer_id": tid, "from_account": "a", "to_account": "b", "amount": 10}
-    return command(offset, "ledger.transfer.v1", data | {"currency": "EUR"})
 
 
 def reasons(publisher: Recorder) -> dict[str, str | None]:
@@ -53,7 +33,7 @@ async def test_the_batch_in_flight_counts_as_decided_for_the_batch_decided_meanw
     settings, store, db = crash_env
     publisher = Recorder()
     worker = pipeline(settings, store, publisher)
-    await worker.process(opens(), time.time())
+    await worker.process(opens("a", "b"), time.time())
 
     first = await worker.decide([deposit(2, "r1"), transfer(3, "t1")], time.time())
     await worker.apply(first)
@@ -79,7 +59,7 @@ async def test_a_failed_flush_makes_the_batch_decided_meanwhile_stale(crash_env:
     settings, store, db = crash_env
     publisher = Recorder()
     worker = pipeline(settings, store, publisher)
-    await worker.process(opens(), time.time())
+    await worker.process(opens("a", "b"), time.time())
 
     first = await worker.decide([deposit(2, "r1")], time.time())
     await worker.apply(first)
