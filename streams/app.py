@@ -332,16 +332,13 @@ class Worker:
             decided, batch.decided = batch.decided, None  # used once: a retry decides afresh
             if decided is None or decided.generation != pipeline.generation:
                 decided = await pipeline.decide(batch.records, batch.fetched_at)
-            else:
-                failed = await self._settle_flush()
-                if failed is not None:  # retried together with this batch, as below
-                    batch.prepend(failed.batch)
-                    raise failed.error  # type: ignore[misc]  # an error: it failed
+            else:  # a backlog batch: applied only after the previous flush
+                await self._previous_flushed(batch)
                 previous = None
             await pipeline.apply(decided)
             own = asyncio.ensure_future(self._flush_after(previous, decided))
             await self._decide_ahead()
-            failed = await self._settle_flush()  # the previous batch's
+            await self._previous_flushed(batch)  # if it failed, this flush fails too
         except asyncio.CancelledError:  # cut at the shutdown deadline: as safe as a crash
             if own is not None:
                 own.cancel()
@@ -356,17 +353,20 @@ class Worker:
             pipeline.forget_accounts()  # an apply may have cached state after a flush failed
             raise
         self._flushing = _Flushing(batch, own)
-        if failed is not None:  # this flush waits for it, so fails too: both are retried
-            await self._settle_flush()
+
+    async def _previous_flushed(self, batch: _Batch) -> None:
+        """Wait for the flush in flight; if it failed, its records join `batch` (both are
+        decided again, together) and its error is raised."""
+        failed = await self._settle_flush()
+        if failed is not None:
             batch.prepend(failed.batch)
-            pipeline.forget_accounts()
-            raise failed.error  # type: ignore[misc]  # an error: flushing.error is not None
+            raise failed.error  # type: ignore[misc]  # not None: the flush failed
 
     async def _flush_after(self, previous: _Flushing | None, decided: Decided) -> None:
         """Flushes stay in batch order: outcomes are published in partition order."""
         if previous is not None:
             await asyncio.wait([previous.task])
-            if previous.task.cancelled() or previous.task.exception() is not None:
+            if previous.error is not None:
                 raise _PreviousFlushFailedError("not flushed: the previous batch's flush failed")
         await self._pipeline.flush(decided)
 
