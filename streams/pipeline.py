@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,19 +45,16 @@ class Decided:
     size: int
     generation: int  # Pipeline.generation when decided; apply() refuses another one
     inbox: list[Doc] = field(default_factory=list)  # inbox form of every decision, by apply()
-    in_flight: _InFlight | None = None  # set by apply(), until flush() succeeds
 
 
 @dataclass(slots=True)
 class _InFlight:
-    """A batch between apply() and the end of its flush(): durable in its accounts' outboxes,
-    not yet (all) in the inbox. Batches decided or applied meanwhile must see its decisions,
-    and an account written again meanwhile must keep its records in the new outbox."""
+    """The batch between apply() and flush(): durable in its accounts' outboxes, not yet in
+    the inbox. The next batch may be decided meanwhile and must see these decisions."""
 
     records: dict[str, Doc] = field(default_factory=dict)  # inbox id -> its inbox form
     transfer_ids: set[str] = field(default_factory=set)
     ref_ids: set[str] = field(default_factory=set)
-    outboxes: dict[str, list[Doc]] = field(default_factory=dict)  # account -> records written
 
 
 _CACHED_ACCOUNTS = 100_000  # documents kept by the account cache, oldest written first out
@@ -87,16 +84,14 @@ class Pipeline:
         # this worker owns. A stale entry cannot do harm: every account write is version-checked,
         # so it fails (ConflictError), and any failure empties the cache before a retry.
         self._accounts: dict[str, Doc] = {}
-        # Applied batches whose flush has not succeeded yet, oldest first (the worker allows
-        # one flush to overlap the next batch's apply).
-        self._in_flight: list[_InFlight] = []
+        self._in_flight = _InFlight()
         self.generation = 0  # bumped whenever the caches are dropped
 
     def forget_accounts(self) -> None:
         """Drop cached accounts: after a failure or a rebalance they may have changed elsewhere."""
         self._accounts = {}
         self._flushed = {}
-        self._in_flight = []
+        self._in_flight = _InFlight()
         self.generation += 1
 
     async def process(self, records: Sequence[Any], fetched_at: float) -> None:
@@ -112,8 +107,7 @@ class Pipeline:
     async def apply(self, decided: Decided) -> None:
         """The commit point: account-less decisions into the inbox, then the account writes.
 
-        May run while the previous batch flushes: an account it writes again keeps that
-        batch's records in its new outbox until they are flushed."""
+        Must follow the previous batch's flush (its outboxes are replaced here)."""
         if decided.generation != self.generation:
             raise StaleDecisionError("caches were dropped since this batch was decided")
         try:
@@ -129,8 +123,7 @@ class Pipeline:
         except BaseException:
             self.forget_accounts()
             raise
-        if decided.in_flight in self._in_flight:
-            self._in_flight.remove(decided.in_flight)
+        self._in_flight = _InFlight()
         _observe(decided.plan, decided.dead, decided.fetched_at, decided.size)
 
     async def _decide(self, records: Sequence[Any], fetched_at: float, generation: int) -> Decided:
@@ -164,7 +157,7 @@ class Pipeline:
         keys, transfers, refs = _wanted(work, self._local)
         inbox_ids = [i.inbox_id for i in work if isinstance(i, CommandItem | LegItem)]
         store = self._store
-        in_flight = _merged(self._in_flight)  # as of now, even if a flush ends during the reads
+        in_flight = self._in_flight  # this object, even if the flush ends during the reads
         cached = {key: self._accounts[key] for key in keys if key in self._accounts}
         accounts, inbox, found_transfers, found_refs = await asyncio.gather(
             store.find_by_ids(store.accounts, [key for key in keys if key not in cached]),
@@ -201,8 +194,6 @@ class Pipeline:
         if taken:  # another worker decided these first (a rebalance race): theirs is final
             await self._adopt_decisions(plan, taken)
         first, second = _account_writes(plan)
-        own = {w.document["_id"]: w.outbox for w in [*first, *second]}
-        first, second = _carry(self._in_flight, first), _carry(self._in_flight, second)
         with _stage("accounts"):
             await store.write_accounts(first)  # (b) one atomic write per account
             # (b2) destinations credited locally, once the debits they depend on are durable
@@ -213,9 +204,7 @@ class Pipeline:
         in_flight = _InFlight({r["_id"]: r for r in decided.inbox})
         for record in plan.flush:
             note_claims(record, in_flight.ref_ids, in_flight.transfer_ids)
-        in_flight.outboxes = own  # without what was carried: that stays with its own batch
-        decided.in_flight = in_flight
-        self._in_flight.append(in_flight)
+        self._in_flight = in_flight
         for write in [*first, *second]:
             key = write.document["_id"]
             version = 1 if write.loaded_version is None else write.loaded_version + 1
@@ -290,34 +279,6 @@ class Pipeline:
 
 def _nowhere(account: str) -> bool:
     return False
-
-
-def _merged(batches: list[_InFlight]) -> _InFlight:
-    merged = _InFlight()
-    for batch in batches:
-        merged.records |= batch.records
-        merged.transfer_ids |= batch.transfer_ids
-        merged.ref_ids |= batch.ref_ids
-    return merged
-
-
-def _carry(batches: list[_InFlight], writes: list[AccountWrite]) -> list[AccountWrite]:
-    """Keep the records of batches still flushing in the outboxes written over theirs.
-
-    An account's outbox is what a crash recovers from (ADR 4): replacing it before its
-    records are flushed would lose them. Carried records already flushed by the time of a
-    crash are found in the inbox then and only republished (same event ids, §8.1)."""
-    if not batches:
-        return writes
-    result = []
-    for write in writes:
-        key = write.document["_id"]
-        own = {r["_id"] for r in write.outbox}
-        carried = [
-            r for batch in batches for r in batch.outboxes.get(key, ()) if r["_id"] not in own
-        ]
-        result.append(replace(write, outbox=carried + write.outbox) if carried else write)
-    return result
 
 
 def _account_writes(plan: Plan) -> tuple[list[AccountWrite], list[AccountWrite]]:
