@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,6 +52,28 @@ async def test_versioned_update_applies_once(db: AsyncDatabase[Doc]) -> None:
     assert (first.matched_count, stale.matched_count) == (1, 0)
     doc = await db.accounts.find_one({"_id": "a"})
     assert doc == {"_id": "a", "version": 2, "balance": 70, "status": "frozen"}
+
+
+async def test_concurrent_versioned_updates_let_exactly_one_writer_win(
+    db: AsyncDatabase[Doc],
+) -> None:
+    # ADR 4 fences a stale writer (a worker that lost its partitions) with this check alone:
+    # two writers that loaded the same version must not both succeed. Unpatched FerretDB let
+    # both match in about a quarter of such races (deploy/local/ferretdb/update-atomic.patch).
+    other: AsyncMongoClient[Doc] = AsyncMongoClient(MONGO_URI, serverSelectionTimeoutMS=5000)
+    try:
+        theirs = other[db.name].accounts
+        for i in range(100):
+            await db.accounts.insert_one({"_id": f"a{i}", "version": 1, "by": None})
+            query = {"_id": f"a{i}", "version": 1}
+            results = await asyncio.gather(
+                db.accounts.bulk_write([UpdateOne(query, {"$set": {"version": 2, "by": "mine"}})]),
+                theirs.bulk_write([UpdateOne(query, {"$set": {"version": 2, "by": "theirs"}})]),
+            )
+            winners = [r.matched_count for r in results]
+            assert sorted(winners) == [0, 1], f"race {i}: both writers matched"
+    finally:
+        await other.close()
 
 
 async def test_upsert_with_set_on_insert_keeps_the_first_insert(db: AsyncDatabase[Doc]) -> None:
