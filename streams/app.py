@@ -187,21 +187,27 @@ class Worker:
             self._update_lag()
 
     async def _handle(self, batch: _Batch) -> None:
-        owned = self._consumer.assignment()
-        # A rebalance may have taken partitions away between fetch and now: not ours to touch.
-        kept = {tp: records for tp, records in batch.by_partition.items() if tp in owned}
-        if kept.keys() != batch.by_partition.keys():
-            batch.by_partition, batch.decided = kept, None
-        records = batch.records
+        owned = self._keep_owned(batch)
         partitions = self._consumer.partitions_for_topic(self.settings.topic_transfers)
         self._ownership.update(owned, len(partitions or ()))
-        if not records or not await self._process(batch):
+        if not batch.records or not await self._process(batch):
             return
         offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.by_partition.items()}
         # The commit is not waited for: the next batch starts meanwhile. Commits stay in
         # order (each waits for the one before), and revocation and shutdown wait for it.
         await self._settle_commit()
         self._commit_task = asyncio.ensure_future(self._commit(offsets))
+
+    def _keep_owned(self, batch: _Batch) -> set[Any]:
+        """Drop the records of partitions this worker no longer owns; returns what it owns.
+
+        A rebalance may take partitions away between the fetch and now, or while a batch is
+        retried through an outage: their records are the next owner's to decide."""
+        owned: set[Any] = self._consumer.assignment()
+        kept = {tp: records for tp, records in batch.by_partition.items() if tp in owned}
+        if kept.keys() != batch.by_partition.keys():
+            batch.by_partition, batch.decided = kept, None
+        return owned
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
         try:
@@ -247,6 +253,10 @@ class Worker:
                 return False
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, self.settings.retry_backoff_max)
+            self._keep_owned(batch)
+            if not batch.records:  # revoked while retrying: never ours to write again
+                log.info("partitions revoked while retrying; the batch is the next owner's")
+                return False
 
     async def _attempt_batch(self, batch: _Batch) -> None:
         try:

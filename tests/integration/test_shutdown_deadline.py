@@ -99,3 +99,41 @@ async def test_a_full_batch_left_undecided_ahead_is_handled_without_a_top_up() -
     worker._ahead = _Batch({"tp": ["r1", "r2", "r3", "r4"]}, time.time())
     await asyncio.wait_for(worker._consume(), timeout=5)
     assert [b.records for b in handled] == [["r1", "r2", "r3", "r4"]]
+
+
+class FailingPipeline:
+    """Every attempt fails as during a database outage."""
+
+    generation = 0
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def decide(self, records: Any, fetched_at: float) -> None:
+        self.attempts += 1
+        raise ConnectionError("database unreachable")
+
+
+class RevokingConsumer:
+    """Owns the batch's partition until the pipeline has failed twice."""
+
+    def __init__(self, pipeline: FailingPipeline) -> None:
+        self.pipeline = pipeline
+
+    def assignment(self) -> set[Any]:
+        return {"tp"} if self.pipeline.attempts < 2 else set()
+
+
+async def test_a_batch_retried_through_an_outage_stops_when_its_partitions_are_revoked() -> None:
+    # A worker that lost its partitions while retrying must leave the records to their new
+    # owner instead of racing it (its writes would only be refused by the version check).
+    worker = Worker(Settings(jwt_secret="x" * 40, retry_backoff_max=0.05))
+    pipeline = FailingPipeline()
+    worker._pipeline = pipeline  # type: ignore[assignment]  # the test's seam
+    worker._consumer = RevokingConsumer(pipeline)  # type: ignore[assignment]
+    batch = _Batch({"tp": ["record"]}, time.time())
+    committed = await asyncio.wait_for(worker._process(batch), timeout=5)
+    assert committed is False  # not committed: the next owner decides these records
+    assert pipeline.attempts == 2
+    assert batch.records == []
+    await worker._store.close()
