@@ -45,6 +45,33 @@ class _Batch:
         for tp, records in fetched.items():
             self.by_partition[tp] = self.by_partition.get(tp, []) + records
 
+    def prepend(self, earlier: _Batch) -> None:
+        """A batch fetched before this one whose flush failed: both are decided again."""
+        for tp, records in earlier.by_partition.items():
+            self.by_partition[tp] = records + self.by_partition.get(tp, [])
+        self.fetched_at = min(self.fetched_at, earlier.fetched_at)
+        self.decided = None
+
+    @property
+    def offsets(self) -> dict[Any, int]:
+        return {tp: rs[-1].offset + 1 for tp, rs in self.by_partition.items() if rs}
+
+
+@dataclass(slots=True)
+class _Flushing:
+    """A batch applied (durable in its accounts) whose flush runs while the next one is
+    decided and applied; its offsets are committed once the flush has succeeded."""
+
+    batch: _Batch
+    task: asyncio.Future[None]
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the (finished) flush failed; None if it succeeded."""
+        if self.task.cancelled():  # not a cancellation of whoever raises it again
+            return RuntimeError("flush cancelled")
+        return self.task.exception()
+
 
 class Worker:
     """Owns every client; nothing connects before run()."""
@@ -60,6 +87,7 @@ class Worker:
         self._committed: dict[Any, int] = {}
         self._ahead: _Batch | None = None  # the next batch, fetched and decided ahead
         self._commit_task: asyncio.Future[None] | None = None  # offsets commit in flight
+        self._flushing: _Flushing | None = None  # at most one flush runs beside the loop
         self._store = MongoStore.connect(settings.mongo_uri, settings.mongo_db)
         self._keys = TokenKeys(
             secret=settings.jwt_secret,
@@ -119,6 +147,9 @@ class Worker:
                 await self._consume()
         finally:
             probe.cancel()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.5, self._batch_time_left())):
+                    await self._settle_flush()  # finish what it has (a failure: redelivered)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(5.0, max(0.5, self._batch_time_left()))):
                     await self._settle_commit()
@@ -184,19 +215,46 @@ class Worker:
             if current is not None:
                 async with self._lock:
                     await self._handle(current)
+            elif self._flushing is not None:  # nothing new: finish the last flush, commit it
+                async with self._lock:
+                    failed = await self._settle_flush()
+                if failed is not None:
+                    metrics.RETRIES.labels(type(failed.error).__name__).inc()
+                    log.warning(
+                        "flush failed; its batch is decided again",
+                        extra={"error": repr(failed.error)[:300]},
+                    )
+                    self._pipeline.forget_accounts()
+                    self._ahead = failed.batch  # decided again in the next turn
             self._update_lag()
 
     async def _handle(self, batch: _Batch) -> None:
         owned = self._keep_owned(batch)
         partitions = self._consumer.partitions_for_topic(self.settings.topic_transfers)
         self._ownership.update(owned, len(partitions or ()))
-        if not batch.records or not await self._process(batch):
-            return
-        offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.by_partition.items()}
+        if batch.records:
+            await self._process(batch)  # its offsets are committed once its flush succeeds
+
+    async def _commit_batch(self, batch: _Batch) -> None:
         # The commit is not waited for: the next batch starts meanwhile. Commits stay in
         # order (each waits for the one before), and revocation and shutdown wait for it.
         await self._settle_commit()
-        self._commit_task = asyncio.ensure_future(self._commit(offsets))
+        self._commit_task = asyncio.ensure_future(self._commit(batch.offsets))
+
+    async def _settle_flush(self) -> _Flushing | None:
+        """Wait for the flush in flight, if any: commit its batch, or return it if it failed."""
+        flushing, self._flushing = self._flushing, None
+        if flushing is None:
+            return None
+        try:
+            await asyncio.wait([flushing.task])  # never cancels the flush itself
+        except BaseException:
+            self._flushing = flushing  # still running; whoever stops the worker waits for it
+            raise
+        if flushing.error is not None:
+            return flushing
+        await self._commit_batch(flushing.batch)
+        return None
 
     def _keep_owned(self, batch: _Batch) -> set[Any]:
         """Drop the records of partitions this worker no longer owns; returns what it owns.
@@ -266,21 +324,61 @@ class Worker:
             self._attempt = None  # stop() may only reschedule an attempt still running
 
     async def _run(self, batch: _Batch) -> None:
-        """Decide (unless decided ahead), apply; then flush while the next batch is decided."""
+        """Decide (unless decided ahead) and apply, start this batch's flush (after the
+        previous one's) and decide the next batch meanwhile.
+
+        A short batch is applied while the previous one flushes: under moderate load that
+        fills the database's idle time (deciding, publishing) and keeps batches short. A
+        backlog batch, decided ahead, waits for the previous flush: the database is busy
+        then, and writes that overlap there only slow each other (docs/performance.md).
+
+        Returns once the previous flush has succeeded (and its commit is on its way). If it
+        failed, its records join this batch, every cache is dropped, and the error is raised:
+        the caller retries both together, decided afresh from what is durable (ADR 4)."""
         pipeline = self._pipeline
-        decided, batch.decided = batch.decided, None  # used once: a retry decides afresh
-        if decided is None or decided.generation != pipeline.generation:
-            decided = await pipeline.decide(batch.records, batch.fetched_at)
-        await pipeline.apply(decided)
-        flush = asyncio.ensure_future(pipeline.flush(decided))
+        previous = self._flushing
+        own: asyncio.Future[None] | None = None
         try:
+            decided, batch.decided = batch.decided, None  # used once: a retry decides afresh
+            if decided is None or decided.generation != pipeline.generation:
+                decided = await pipeline.decide(batch.records, batch.fetched_at)
+            else:  # a backlog batch: applied only after the previous flush
+                await self._previous_flushed(batch)
+                previous = None
+            await pipeline.apply(decided)
+            own = asyncio.ensure_future(self._flush_after(previous, decided))
             await self._decide_ahead()
-        except BaseException:
-            flush.cancel()
-            with contextlib.suppress(BaseException):
-                await flush
+            await self._previous_flushed(batch)  # if it failed, this flush fails too
+        except asyncio.CancelledError:  # cut at the shutdown deadline: as safe as a crash
+            if own is not None:
+                own.cancel()
             raise
-        await flush
+        except BaseException:
+            if own is not None:
+                own.cancel()
+                await asyncio.wait([own])
+            failed = await self._settle_flush()
+            if failed is not None:
+                batch.prepend(failed.batch)
+            pipeline.forget_accounts()  # an apply may have cached state after a flush failed
+            raise
+        self._flushing = _Flushing(batch, own)
+
+    async def _previous_flushed(self, batch: _Batch) -> None:
+        """Wait for the flush in flight; if it failed, its records join `batch` (both are
+        decided again, together) and its error is raised."""
+        failed = await self._settle_flush()
+        if failed is not None:
+            batch.prepend(failed.batch)
+            raise failed.error  # type: ignore[misc]  # not None: the flush failed
+
+    async def _flush_after(self, previous: _Flushing | None, decided: Decided) -> None:
+        """Flushes stay in batch order: outcomes are published in partition order."""
+        if previous is not None:
+            await asyncio.wait([previous.task])
+            if previous.error is not None:
+                raise _PreviousFlushFailedError("not flushed: the previous batch's flush failed")
+        await self._pipeline.flush(decided)
 
     async def _decide_ahead(self) -> None:
         """Fetch what has arrived and decide it (reads only) while this batch flushes.
@@ -314,6 +412,11 @@ class Worker:
                     pass
         except TimeoutError:
             log.warning("revocation did not wait for the batch in flight")
+        try:
+            async with asyncio.timeout(self.settings.shutdown_timeout):
+                await self._settle_flush()  # a failed one is redelivered to the next owner
+        except TimeoutError:
+            log.warning("revocation did not wait for the flush in flight")
         await self._settle_commit()  # the next owner starts after what is done here
         self._pipeline.forget_accounts()  # another worker may change them from now on
         self._ahead = None  # fetched, never applied: the next owner gets these records
@@ -377,6 +480,10 @@ class Worker:
                 if task is not None and task.cancelling():
                     raise
                 log.warning("close failed", extra={"client": name, "error": "cancelled inside"})
+
+
+class _PreviousFlushFailedError(Exception):
+    """The batch before this one did not flush: both are decided again, together."""
 
 
 def _is_transient(exc: Exception) -> bool:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,16 +45,19 @@ class Decided:
     size: int
     generation: int  # Pipeline.generation when decided; apply() refuses another one
     inbox: list[Doc] = field(default_factory=list)  # inbox form of every decision, by apply()
+    in_flight: _InFlight | None = None  # set by apply(), until flush() succeeds
 
 
 @dataclass(slots=True)
 class _InFlight:
-    """The batch between apply() and flush(): durable in its accounts' outboxes, not yet in
-    the inbox. The next batch may be decided meanwhile and must see these decisions."""
+    """A batch between apply() and the end of its flush(): durable in its accounts' outboxes,
+    not yet (all) in the inbox. Batches decided or applied meanwhile must see its decisions,
+    and an account written again meanwhile must keep its records in the new outbox."""
 
     records: dict[str, Doc] = field(default_factory=dict)  # inbox id -> its inbox form
     transfer_ids: set[str] = field(default_factory=set)
     ref_ids: set[str] = field(default_factory=set)
+    outboxes: dict[str, list[Doc]] = field(default_factory=dict)  # account -> records written
 
 
 _CACHED_ACCOUNTS = 100_000  # documents kept by the account cache, oldest written first out
@@ -84,14 +87,16 @@ class Pipeline:
         # this worker owns. A stale entry cannot do harm: every account write is version-checked,
         # so it fails (ConflictError), and any failure empties the cache before a retry.
         self._accounts: dict[str, Doc] = {}
-        self._in_flight = _InFlight()
+        # Applied batches whose flush has not succeeded yet, oldest first (the worker allows
+        # one flush to overlap the next batch's apply).
+        self._in_flight: list[_InFlight] = []
         self.generation = 0  # bumped whenever the caches are dropped
 
     def forget_accounts(self) -> None:
         """Drop cached accounts: after a failure or a rebalance they may have changed elsewhere."""
         self._accounts = {}
         self._flushed = {}
-        self._in_flight = _InFlight()
+        self._in_flight = []
         self.generation += 1
 
     async def process(self, records: Sequence[Any], fetched_at: float) -> None:
@@ -107,11 +112,16 @@ class Pipeline:
     async def apply(self, decided: Decided) -> None:
         """The commit point: account-less decisions into the inbox, then the account writes.
 
-        Must follow the previous batch's flush (its outboxes are replaced here)."""
+        May run while the previous batch flushes: an account it writes again keeps that
+        batch's records in its new outbox until they are flushed."""
         if decided.generation != self.generation:
             raise StaleDecisionError("caches were dropped since this batch was decided")
+        # The batches still flushing, as of now: their records are carried into the outboxes
+        # this batch writes over theirs, even if one of their flushes fails (and the caches
+        # are dropped) while this apply waits on the database.
+        flushing = list(self._in_flight)
         try:
-            await self._apply(decided)
+            await self._apply(decided, flushing)
         except BaseException:
             self.forget_accounts()
             raise
@@ -123,7 +133,8 @@ class Pipeline:
         except BaseException:
             self.forget_accounts()
             raise
-        self._in_flight = _InFlight()
+        if decided.in_flight in self._in_flight:
+            self._in_flight.remove(decided.in_flight)
         _observe(decided.plan, decided.dead, decided.fetched_at, decided.size)
 
     async def _decide(self, records: Sequence[Any], fetched_at: float, generation: int) -> Decided:
@@ -157,7 +168,7 @@ class Pipeline:
         keys, transfers, refs = _wanted(work, self._local)
         inbox_ids = [i.inbox_id for i in work if isinstance(i, CommandItem | LegItem)]
         store = self._store
-        in_flight = self._in_flight  # this object, even if the flush ends during the reads
+        in_flight = _merged(self._in_flight)  # as of now, even if a flush ends during the reads
         cached = {key: self._accounts[key] for key in keys if key in self._accounts}
         accounts, inbox, found_transfers, found_refs = await asyncio.gather(
             store.find_by_ids(store.accounts, [key for key in keys if key not in cached]),
@@ -186,25 +197,34 @@ class Pipeline:
         transfer_ids = set(found_transfers) | in_flight.transfer_ids
         return Loaded(accounts, inbox, transfer_ids, set(found_refs) | in_flight.ref_ids, unflushed)
 
-    async def _apply(self, decided: Decided) -> None:
+    async def _apply(self, decided: Decided, flushing: list[_InFlight]) -> None:
         store, plan = self._store, decided.plan
         # (a) decisions that touch no existing account become final before any account
         # changes, so a redelivery cannot decide them differently against newer state.
         taken = await store.put_inbox([_inbox_record(r) for r in plan.first_inbox])
         if taken:  # another worker decided these first (a rebalance race): theirs is final
             await self._adopt_decisions(plan, taken)
+        if decided.generation != self.generation:  # a flush failed meanwhile: decide again
+            raise StaleDecisionError("caches were dropped while this batch was applied")
         first, second = _account_writes(plan)
+        own = {w.document["_id"]: w.outbox for w in [*first, *second]}
+        first, second = _carry(flushing, first), _carry(flushing, second)
         with _stage("accounts"):
             await store.write_accounts(first)  # (b) one atomic write per account
             # (b2) destinations credited locally, once the debits they depend on are durable
             await store.write_accounts(second)
+        if decided.generation != self.generation:  # durable, but the caches are gone: the
+            # retry finds these records in the outboxes and finishes them
+            raise StaleDecisionError("caches were dropped while this batch was applied")
         # Durable now (ADR 4): the next batch may be decided on this state while this one
         # flushes; these decisions count as final for it, and these outboxes as handled.
         decided.inbox = _inbox_records(plan)
         in_flight = _InFlight({r["_id"]: r for r in decided.inbox})
         for record in plan.flush:
             note_claims(record, in_flight.ref_ids, in_flight.transfer_ids)
-        self._in_flight = in_flight
+        in_flight.outboxes = own  # without what was carried: that stays with its own batch
+        decided.in_flight = in_flight
+        self._in_flight.append(in_flight)
         for write in [*first, *second]:
             key = write.document["_id"]
             version = 1 if write.loaded_version is None else write.loaded_version + 1
@@ -279,6 +299,34 @@ class Pipeline:
 
 def _nowhere(account: str) -> bool:
     return False
+
+
+def _merged(batches: list[_InFlight]) -> _InFlight:
+    merged = _InFlight()
+    for batch in batches:
+        merged.records |= batch.records
+        merged.transfer_ids |= batch.transfer_ids
+        merged.ref_ids |= batch.ref_ids
+    return merged
+
+
+def _carry(batches: list[_InFlight], writes: list[AccountWrite]) -> list[AccountWrite]:
+    """Keep the records of batches still flushing in the outboxes written over theirs.
+
+    An account's outbox is what a crash recovers from (ADR 4): replacing it before its
+    records are flushed would lose them. Carried records already flushed by the time of a
+    crash are found in the inbox then and only republished (same event ids, §8.1)."""
+    if not batches:
+        return writes
+    result = []
+    for write in writes:
+        key = write.document["_id"]
+        own = {r["_id"] for r in write.outbox}
+        carried = [
+            r for batch in batches for r in batch.outboxes.get(key, ()) if r["_id"] not in own
+        ]
+        result.append(replace(write, outbox=carried + write.outbox) if carried else write)
+    return result
 
 
 def _account_writes(plan: Plan) -> tuple[list[AccountWrite], list[AccountWrite]]:

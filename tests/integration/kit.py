@@ -3,6 +3,7 @@ commands, a publisher that records, and a store that 'crashes' after a chosen st
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -78,6 +79,8 @@ class CrashingStore(MongoStore):
 
     crash_at: str | None = None
     account_rounds = 0
+    # (reached, release): the next non-empty put_inbox sets `reached`, waits for `release`
+    inbox_gate: tuple[asyncio.Event, asyncio.Event] | None = None
 
     def _maybe_crash(self, step: str) -> None:
         if self.crash_at == step:
@@ -95,6 +98,10 @@ class CrashingStore(MongoStore):
         self._maybe_crash("effects")
 
     async def put_inbox(self, records: Sequence[dict[str, Any]]) -> list[str]:
+        if records and self.inbox_gate is not None:  # a slow database call
+            (reached, release), self.inbox_gate = self.inbox_gate, None
+            reached.set()
+            await release.wait()
         taken = await super().put_inbox(records)
         if records:
             self._maybe_crash("inbox")

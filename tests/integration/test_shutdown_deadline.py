@@ -137,3 +137,72 @@ async def test_a_batch_retried_through_an_outage_stops_when_its_partitions_are_r
     assert pipeline.attempts == 2
     assert batch.records == []
     await worker._store.close()
+
+
+class Rec:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+class OverlapPipeline:
+    """Records what the worker asks; the first flush fails after the next batch is applied."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.calls: list[tuple[str, list[int]]] = []
+        self.fail_first_flush = True
+
+    async def decide(self, records: Any, fetched_at: float) -> Any:
+        self.calls.append(("decide", [r.offset for r in records]))
+        return type("D", (), {"generation": self.generation, "records": records})()
+
+    async def apply(self, decided: Any) -> None:
+        self.calls.append(("apply", [r.offset for r in decided.records]))
+
+    async def flush(self, decided: Any) -> None:
+        await asyncio.sleep(0.05)  # still flushing while the next batch is applied
+        self.calls.append(("flush", [r.offset for r in decided.records]))
+        if self.fail_first_flush:
+            self.fail_first_flush = False
+            raise ConnectionError("database went away")
+
+    def forget_accounts(self) -> None:
+        self.generation += 1
+
+
+class CommitConsumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[Any, int]] = []
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, Any]:
+        return {}
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        self.commits.append(offsets)
+
+    def assignment(self) -> set[Any]:
+        return {"tp"}
+
+
+async def test_a_failed_flush_is_retried_with_the_batch_applied_while_it_ran() -> None:
+    worker = Worker(Settings(jwt_secret="x" * 40))
+    pipeline, consumer = OverlapPipeline(), CommitConsumer()
+    worker._pipeline = pipeline  # type: ignore[assignment]  # the test's seams
+    worker._consumer = consumer  # type: ignore[assignment]
+    assert await worker._process(_Batch({"tp": [Rec(1), Rec(2)]}, time.time()))
+    assert await worker._process(_Batch({"tp": [Rec(3)]}, time.time()))
+    await worker._settle_flush()
+    await worker._settle_commit()
+    await worker._store.close()
+
+    assert pipeline.calls == [
+        ("decide", [1, 2]),
+        ("apply", [1, 2]),
+        ("decide", [3]),
+        ("apply", [3]),  # while [1, 2] flushes
+        ("flush", [1, 2]),  # fails; [3] is not flushed before it
+        ("decide", [1, 2, 3]),  # both again, decided afresh
+        ("apply", [1, 2, 3]),
+        ("flush", [1, 2, 3]),
+    ]
+    assert consumer.commits == [{"tp": 4}]  # nothing of the failed batch was committed before
