@@ -89,9 +89,20 @@ def test_a_missing_token_is_unauthenticated(token: str | None) -> None:
     assert "missing" in refusal(token)
 
 
-@pytest.mark.parametrize("token", ["not-a-jwt", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not-a-jwt",
+        "a.b.c",
+        "eyJhbGciOiJIUzI1NiJ9.e30",  # no signature
+        "eyJhbGciOiJIUzI1NiJ9",  # a header alone
+        "W10.e30.x",  # header [] is not an object
+        "bnVsbA.e30.x",  # header null
+        "%%%.e30.x",  # not base64url
+    ],
+)
 def test_a_malformed_token_is_unauthenticated(token: str) -> None:
-    refusal(token)
+    assert refusal(token) == "authtoken is malformed"
 
 
 def test_a_token_signed_with_another_secret_is_unauthenticated() -> None:
