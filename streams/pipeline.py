@@ -60,6 +60,7 @@ class _InFlight:
     outboxes: dict[str, list[Doc]] = field(default_factory=dict)  # account -> records written
 
 
+THREAD_MIN_RECORDS = 200  # batches this large are decoded and decided in a thread
 _CACHED_ACCOUNTS = 100_000  # documents kept by the account cache, oldest written first out
 
 
@@ -139,15 +140,29 @@ class Pipeline:
 
     async def _decide(self, records: Sequence[Any], fetched_at: float, generation: int) -> Decided:
         now = datetime.now(UTC)
+        # A large batch is decoded and decided in a thread: the CPU is the same (one GIL), but
+        # the event loop gets it back every few milliseconds to serve the previous batch's
+        # flush, which a backlog batch is decided beside (docs/performance.md). Both steps
+        # are pure: they read only their arguments and immutable settings.
+        offload = len(records) >= THREAD_MIN_RECORDS
         with _stage("decode"):
-            items = [self._decoder.item(r, now) for r in records]
+            if offload:
+                items = await asyncio.to_thread(self._decode, records, now)
+            else:
+                items = self._decode(records, now)
         work = [i for i in items if not isinstance(i, DeadItem)]
         dead = [i for i in items if isinstance(i, DeadItem)]
         with _stage("load"):
             loaded = await self._load(work)
         with _stage("decide"):
-            decider = self._decider(loaded, now, work)
+            if offload:
+                decider = await asyncio.to_thread(self._decider, loaded, now, work)
+            else:
+                decider = self._decider(loaded, now, work)
         return Decided(decider.plan, dead, fetched_at, len(records), generation)
+
+    def _decode(self, records: Sequence[Any], now: datetime) -> list[Item]:
+        return [self._decoder.item(r, now) for r in records]
 
     def _decider(
         self, loaded: Loaded, now: datetime, work: Sequence[CommandItem | LegItem]
