@@ -153,8 +153,13 @@ kafka_java() { # runs a Kafka main class with the resolved classpath
 
 kafka_format() {
   [[ -f $KAFKA_DATA/meta.properties ]] && return 0
-  local cluster_id # what `StorageTool random-uuid` prints: 16 random bytes, base64url, unpadded
-  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  # What `StorageTool random-uuid` prints: 16 random bytes, base64url, unpadded, and (as
+  # Kafka's Uuid.randomUuid does) never starting with "-": the format command would read
+  # such an id as an option and fail (1 start in 64 did, seen in the chaos suite).
+  local cluster_id="-"
+  while [[ $cluster_id == -* ]]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  done
   kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$KAFKA_PROPS" \
     >>"$LOGS/kafka.log" 2>&1 || die "Kafka storage format failed; see $LOGS/kafka.log"
 }
