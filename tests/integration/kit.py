@@ -140,3 +140,12 @@ def pipeline(
     decoder = Decoder("ledger.transfers", TokenKeys(secret=SECRET), 65536, settings.max_amount)
     owns = (lambda account: True) if local else None
     return Pipeline(settings, store, publisher, decoder, local=owns)  # type: ignore[arg-type]
+
+
+async def opened(env: Any, *, local: bool = False) -> tuple[Pipeline, Recorder]:
+    """A pipeline on `crash_env`'s store with accounts a and b opened, and its publisher."""
+    settings, store, _ = env
+    publisher = Recorder()
+    worker = pipeline(settings, store, publisher, local=local)
+    await worker.process(opens("a", "b"), time.time())
+    return worker, publisher

@@ -16,7 +16,7 @@ from tests.integration.kit import (
     CrashError,
     Recorder,
     deposit,
-    opens,
+    opened,
     pipeline,
     transfer,
 )
@@ -37,8 +37,7 @@ async def state(db: Any) -> dict[str, Any]:
 
 async def test_a_crash_before_the_earlier_flush_loses_nothing(crash_env: Any) -> None:
     settings, store, db = crash_env
-    worker = pipeline(settings, store, Recorder())
-    await worker.process(opens("a", "b"), time.time())
+    worker, _ = await opened(crash_env)
 
     batches = [[deposit(2), transfer(3)], [deposit(4), transfer(5)]]
     first = await worker.decide(batches[0], time.time())
@@ -61,10 +60,8 @@ async def test_a_crash_before_the_earlier_flush_loses_nothing(crash_env: Any) ->
 async def test_a_failed_earlier_flush_is_retried_with_the_batch_applied_after_it(
     crash_env: Any,
 ) -> None:
-    settings, store, db = crash_env
-    publisher = Recorder()
-    worker = pipeline(settings, store, publisher, local=True)
-    await worker.process(opens("a", "b"), time.time())
+    _, store, db = crash_env
+    worker, publisher = await opened(crash_env, local=True)
 
     batches = [[deposit(2), transfer(3)], [transfer(4), deposit(5, account="b")]]
     first = await worker.decide(batches[0], time.time())
@@ -83,9 +80,8 @@ async def test_a_failed_earlier_flush_is_retried_with_the_batch_applied_after_it
 async def test_carried_records_leave_the_outbox_once_their_batch_is_flushed(
     crash_env: Any,
 ) -> None:
-    settings, store, db = crash_env
-    worker = pipeline(settings, store, Recorder())
-    await worker.process(opens("a", "b"), time.time())
+    db = crash_env[2]
+    worker, _ = await opened(crash_env)
 
     first = await worker.decide([deposit(2)], time.time())
     await worker.apply(first)
@@ -111,9 +107,8 @@ async def test_a_flush_failing_while_the_next_batch_is_applied_loses_no_record(
     # apply waited on its account-less decisions (a rejection); the apply then wrote
     # account a without the earlier batch's unflushed records, and a transfer's debit stayed
     # in a's balance with no journal entry and no transfer document.
-    settings, store, db = crash_env
-    worker = pipeline(settings, store, Recorder(), local=True)
-    await worker.process(opens("a", "b"), time.time())
+    _, store, db = crash_env
+    worker, _ = await opened(crash_env, local=True)
 
     batches = [[deposit(2), transfer(3)], [deposit(9, account="nobody"), deposit(4)]]
     first = await worker.decide(batches[0], time.time())

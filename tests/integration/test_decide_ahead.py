@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from streams.pipeline import StaleDecisionError
-from tests.integration.kit import CrashError, Recorder, deposit, opens, pipeline, transfer
+from tests.integration.kit import CrashError, Recorder, deposit, opened, transfer
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +30,8 @@ def reasons(publisher: Recorder) -> dict[str, str | None]:
 async def test_the_batch_in_flight_counts_as_decided_for_the_batch_decided_meanwhile(
     crash_env: Any,
 ) -> None:
-    settings, store, db = crash_env
-    publisher = Recorder()
-    worker = pipeline(settings, store, publisher)
-    await worker.process(opens("a", "b"), time.time())
+    db = crash_env[2]
+    worker, publisher = await opened(crash_env)
 
     first = await worker.decide([deposit(2, "r1"), transfer(3, "t1")], time.time())
     await worker.apply(first)
@@ -56,10 +54,8 @@ async def test_the_batch_in_flight_counts_as_decided_for_the_batch_decided_meanw
 
 
 async def test_a_failed_flush_makes_the_batch_decided_meanwhile_stale(crash_env: Any) -> None:
-    settings, store, db = crash_env
-    publisher = Recorder()
-    worker = pipeline(settings, store, publisher)
-    await worker.process(opens("a", "b"), time.time())
+    _, store, db = crash_env
+    worker, _ = await opened(crash_env)
 
     first = await worker.decide([deposit(2, "r1")], time.time())
     await worker.apply(first)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from streams.pipeline import THREAD_MIN_RECORDS
-from tests.integration.kit import Recorder, deposit, opens, pipeline
+from tests.integration.kit import deposit, opened
 
 pytestmark = pytest.mark.integration
 
@@ -16,10 +16,8 @@ pytestmark = pytest.mark.integration
 async def test_a_large_batch_decided_in_a_thread_is_decided_as_a_small_one(
     crash_env: Any,
 ) -> None:
-    settings, store, db = crash_env
-    publisher = Recorder()
-    worker = pipeline(settings, store, publisher)
-    await worker.process(opens("a", "b"), time.time())
+    db = crash_env[2]
+    worker, publisher = await opened(crash_env)
     offsets = range(2, 2 + THREAD_MIN_RECORDS)
     records = [deposit(i) for i in offsets]
     records.append(deposit(9999, ref="r2"))  # reuses cmd-2's external_ref: refused, in order
