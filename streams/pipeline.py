@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from models.commands import Deposit, Transfer, Withdrawal
 from models.documents import Account
@@ -28,6 +28,7 @@ from streams.publish import KafkaPublisher, Message, dead_letter, outcome_messag
 from streams.settings import Settings
 from streams.store import AccountWrite, Effects, MongoStore, outbox_records
 
+T = TypeVar("T")
 _INBOX_FIELDS = ("_id", "command_id", "outcome", "leg", "at")
 
 
@@ -115,14 +116,9 @@ class Pipeline:
 
         May run while the previous batch flushes: an account it writes again keeps that
         batch's records in its new outbox until they are flushed."""
-        if decided.generation != self.generation:
-            raise StaleDecisionError("caches were dropped since this batch was decided")
-        # The batches still flushing, as of now: their records are carried into the outboxes
-        # this batch writes over theirs, even if one of their flushes fails (and the caches
-        # are dropped) while this apply waits on the database.
-        flushing = list(self._in_flight)
+        self._refuse_if_stale(decided)
         try:
-            await self._apply(decided, flushing)
+            await self._apply(decided)
         except BaseException:
             self.forget_accounts()
             raise
@@ -146,20 +142,18 @@ class Pipeline:
         # are pure: they read only their arguments and immutable settings.
         offload = len(records) >= THREAD_MIN_RECORDS
         with _stage("decode"):
-            if offload:
-                items = await asyncio.to_thread(self._decode, records, now)
-            else:
-                items = self._decode(records, now)
+            items = await _compute(offload, self._decode, records, now)
         work = [i for i in items if not isinstance(i, DeadItem)]
         dead = [i for i in items if isinstance(i, DeadItem)]
         with _stage("load"):
             loaded = await self._load(work)
         with _stage("decide"):
-            if offload:
-                decider = await asyncio.to_thread(self._decider, loaded, now, work)
-            else:
-                decider = self._decider(loaded, now, work)
+            decider = await _compute(offload, self._decider, loaded, now, work)
         return Decided(decider.plan, dead, fetched_at, len(records), generation)
+
+    def _refuse_if_stale(self, decided: Decided) -> None:
+        if decided.generation != self.generation:
+            raise StaleDecisionError("caches were dropped since this batch was decided")
 
     def _decode(self, records: Sequence[Any], now: datetime) -> list[Item]:
         return [self._decoder.item(r, now) for r in records]
@@ -212,25 +206,25 @@ class Pipeline:
         transfer_ids = set(found_transfers) | in_flight.transfer_ids
         return Loaded(accounts, inbox, transfer_ids, set(found_refs) | in_flight.ref_ids, unflushed)
 
-    async def _apply(self, decided: Decided, flushing: list[_InFlight]) -> None:
+    async def _apply(self, decided: Decided) -> None:
         store, plan = self._store, decided.plan
         # (a) decisions that touch no existing account become final before any account
         # changes, so a redelivery cannot decide them differently against newer state.
         taken = await store.put_inbox([_inbox_record(r) for r in plan.first_inbox])
         if taken:  # another worker decided these first (a rebalance race): theirs is final
             await self._adopt_decisions(plan, taken)
-        if decided.generation != self.generation:  # a flush failed meanwhile: decide again
-            raise StaleDecisionError("caches were dropped while this batch was applied")
+        # A flush that failed meanwhile dropped the caches and the batches in flight, whose
+        # records must be carried into the outboxes written here: decide again instead.
+        self._refuse_if_stale(decided)
         first, second = _account_writes(plan)
         own = {w.document["_id"]: w.outbox for w in [*first, *second]}
-        first, second = _carry(flushing, first), _carry(flushing, second)
+        first, second = _carry(self._in_flight, first), _carry(self._in_flight, second)
         with _stage("accounts"):
             await store.write_accounts(first)  # (b) one atomic write per account
             # (b2) destinations credited locally, once the debits they depend on are durable
             await store.write_accounts(second)
-        if decided.generation != self.generation:  # durable, but the caches are gone: the
-            # retry finds these records in the outboxes and finishes them
-            raise StaleDecisionError("caches were dropped while this batch was applied")
+        # Durable, but if the caches are gone the retry finds these records in the outboxes.
+        self._refuse_if_stale(decided)
         # Durable now (ADR 4): the next batch may be decided on this state while this one
         # flushes; these decisions count as final for it, and these outboxes as handled.
         decided.inbox = _inbox_records(plan)
@@ -310,6 +304,11 @@ class Pipeline:
             ("content-type", b"application/json"),
         ]
         return Message(self._settings.topic_transfers, account.encode(), leg_value(leg), headers)
+
+
+async def _compute(offload: bool, work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)`, in a thread when `offload` (pure work only)."""
+    return await asyncio.to_thread(work, *args) if offload else work(*args)
 
 
 def _nowhere(account: str) -> bool:
