@@ -108,7 +108,7 @@ async def test_a_flush_failing_while_the_next_batch_is_applied_loses_no_record(
     # account a without the earlier batch's unflushed records, and a transfer's debit stayed
     # in a's balance with no journal entry and no transfer document.
     _, store, db = crash_env
-    worker, _ = await opened(crash_env, local=True)
+    worker, publisher = await opened(crash_env, local=True)
 
     batches = [[deposit(2), transfer(3)], [deposit(9, account="nobody"), deposit(4)]]
     first = await worker.decide(batches[0], time.time())
@@ -131,3 +131,6 @@ async def test_a_flush_failing_while_the_next_batch_is_applied_loses_no_record(
         account = await db.accounts.find_one({"_id": key})
         entries = await db.entries.find({"account_id": key}).to_list(None)
         assert account["balance"] == sum(e["amount"] for e in entries)
+    outcomes = publisher.outcomes()  # one outcome each, the one first decided (SPEC §8.1)
+    assert outcomes["cmd-2"] == outcomes["cmd-4"] == {b"ledger.deposited.v1"}
+    assert outcomes["cmd-3"] == {b"ledger.transfer.completed.v1"}
