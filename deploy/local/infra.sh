@@ -23,7 +23,7 @@ MONGOD_DATA="$STATE/mongod"
 POM="$ROOT/deploy/local/kafka/pom.xml"
 FERRET_PATCHES=("$ROOT/deploy/local/ferretdb/update-statements.patch" "$ROOT/deploy/local/ferretdb/id-pushdown.patch"
   "$ROOT/deploy/local/ferretdb/update-read-first.patch" "$ROOT/deploy/local/ferretdb/write-lock.patch"
-  "$ROOT/deploy/local/ferretdb/update-atomic.patch")
+  "$ROOT/deploy/local/ferretdb/update-atomic.patch" "$ROOT/deploy/local/ferretdb/hot-path-overhead.patch")
 KAFKA_VERSION_STAMP="$KAFKA_LIBS/.pom.sha256"
 
 FERRETDB_VERSION="${TALLY_FERRETDB_VERSION:-v1.24.2}"
@@ -230,9 +230,8 @@ ferretdb_fetch() {
   log "building FerretDB $FERRETDB_VERSION with go (once, about 2 minutes cold)"
   # Not `go install ...@version`: the module zip lacks the generated build/version/version.txt,
   # so that binary panics at start, and some proxies refuse the version list it asks for.
-  # We build a copy of the exact version with version.txt written and two small patches
-  # applied (ADR 0001: updates of 100+ statements deadlock; _id filters scan the collection);
-  # its go.sum pins every dependency.
+  # We build a copy of the exact version with version.txt written and the patches above
+  # applied (ADR 0001 lists what each fixes); its go.sum pins every dependency.
   : >"$LOGS/ferretdb-build.log"
   src="$(go mod download -json "$mod@$FERRETDB_VERSION" 2>>"$LOGS/ferretdb-build.log" |
     sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
