@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -492,7 +493,24 @@ def _is_transient(exc: Exception) -> bool:
     return isinstance(exc, KafkaError | ConnectionFailure | OperationFailure | TimeoutError)
 
 
+GC_THRESHOLDS = (10_000, 20, 20)  # CPython's defaults: (700, 10, 10)
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the latency path.
+
+    What is alive at start-up (modules, classes, pydantic's validators: ~80 000 objects) lives
+    as long as the process: frozen, full collections stop walking it. The pipeline's garbage
+    is freed by reference counting; the collector only looks for cycles, so it runs less often.
+    Measured at 1 000 commands/s (docs/performance.md): collector time 1.7-1.9 s → 0.4 s per
+    run, longest pause 58-74 → 26-28 ms."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_worker(settings: Settings, stop_asked: Callable[[], bool] = lambda: False) -> int:
+    tune_gc()
     try:
         import uvloop
 
