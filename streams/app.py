@@ -212,7 +212,7 @@ class Worker:
             elif current.decided is None:  # fetched ahead, not decided: add what came since
                 room = self.settings.batch_max_records - len(current.records)
                 if room > 0:
-                    current.extend(await self._consumer.getmany(timeout_ms=0, max_records=room))
+                    current.extend(await kafka.take_arrived(self._consumer, room))
             if current is not None:
                 async with self._lock:
                     await self._handle(current)

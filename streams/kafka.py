@@ -53,6 +53,27 @@ def consumer(settings: Settings) -> AIOKafkaConsumer:
     )
 
 
+FRESH_FETCH_MS = 10  # how long take_arrived waits for the fetch its first take triggered
+
+
+async def take_arrived(consumer: AIOKafkaConsumer, max_records: int) -> dict[Any, list[Any]]:
+    """The records that have arrived by now (at most `max_records`), without waiting for more.
+
+    aiokafka buffers one fetch response per broker and sends the next fetch only once that
+    response is consumed, so what `getmany` returns at once is what had arrived when the last
+    fetch was answered: under steady load, a whole batch earlier. Taking it sends the next
+    fetch, which the broker answers at once with what has arrived since; waiting for that
+    answer (a round trip to the broker, 1-2 ms here) saves those records a batch of latency
+    (docs/performance.md). Waits at most FRESH_FETCH_MS when nothing has arrived."""
+    taken: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=0, max_records=max_records)
+    room = max_records - sum(len(records) for records in taken.values())
+    if room > 0:
+        more = await consumer.getmany(timeout_ms=FRESH_FETCH_MS, max_records=room)
+        for tp, records in more.items():
+            taken[tp] = taken.get(tp, []) + records
+    return taken
+
+
 def admin(settings: Settings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**settings.kafka_options, request_timeout_ms=5000)
 
