@@ -182,7 +182,8 @@ def _commit() -> str:
 
 def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Batches of the open loop: how many, how big, how long in MongoDB calls each (in all and
-    per operation), and the mean time from fetch to published outcome (tally_processing)."""
+    per operation), and the mean time from fetch (tally_processing) and from the command's
+    record timestamp (tally_end_to_end) to the published outcome."""
 
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
@@ -200,6 +201,11 @@ def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, flo
         "mean_mongo_ms": 1000 * sum(per_op.values()) / count if count else 0.0,
         "mean_processing_ms": (
             1000 * delta("tally_processing_seconds_sum") / processed if processed else 0.0
+        ),
+        # Command record timestamp to published outcome, per command (the same commands as
+        # tally_processing): less the above, the time records waited before they were fetched.
+        "mean_end_to_end_ms": (
+            1000 * delta("tally_end_to_end_seconds_sum") / processed if processed else 0.0
         ),
     }
     for key in after:
