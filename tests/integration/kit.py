@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 import orjson
+from aiokafka import AIOKafkaConsumer
 
 from handlers.auth import TokenKeys
 from streams.decode import Decoder
@@ -17,6 +18,7 @@ from streams.pipeline import Pipeline
 from streams.publish import Message
 from streams.settings import Settings
 from streams.store import MongoStore
+from tests.conftest import KAFKA_BOOTSTRAP
 
 SECRET = "integration-secret-long-enough-for-hs256"
 
@@ -149,3 +151,17 @@ async def opened(env: Any, *, local: bool = False) -> tuple[Pipeline, Recorder]:
     worker = pipeline(settings, store, publisher, local=local)
     await worker.process(opens("a", "b"), time.time())
     return worker, publisher
+
+
+async def group_consumer(topic: str) -> AIOKafkaConsumer:
+    """A started consumer of `topic` in its own group (named after the topic), from the start,
+    committing only when told."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=KAFKA_BOOTSTRAP,
+        group_id=topic,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    return consumer

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.kafka import partition_of
 from tests.conftest import KAFKA_BOOTSTRAP
+from tests.integration.kit import group_consumer
 
 pytestmark = pytest.mark.integration
 
@@ -45,14 +46,7 @@ async def test_records_come_back_in_order_with_key_and_headers(unique_name: str)
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(
-        unique_name,
-        bootstrap_servers=KAFKA_BOOTSTRAP,
-        group_id=unique_name,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
+    consumer = await group_consumer(unique_name)
     try:
         records: list[ConsumerRecord[bytes, bytes]] = []
         async with asyncio.timeout(30):

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.kafka import take_arrived
+from tests.chaos.kafka_io import create_topics, delete_topics
 from tests.conftest import KAFKA_BOOTSTRAP
+from tests.integration.kit import group_consumer
 
 pytestmark = pytest.mark.integration
 
@@ -23,33 +24,16 @@ def _values(taken: dict[Any, list[Any]]) -> list[bytes]:
 
 @pytest.fixture
 async def clients(unique_name: str) -> AsyncIterator[tuple[AIOKafkaProducer, AIOKafkaConsumer]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA_BOOTSTRAP)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(unique_name, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topics(KAFKA_BOOTSTRAP, [unique_name], partitions=1)
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA_BOOTSTRAP, acks="all")
-    consumer = AIOKafkaConsumer(
-        unique_name,
-        bootstrap_servers=KAFKA_BOOTSTRAP,
-        group_id=unique_name,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
     await producer.start()
-    await consumer.start()
+    consumer = await group_consumer(unique_name)
     try:
         yield producer, consumer
     finally:
         await consumer.stop()
         await producer.stop()
-        admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA_BOOTSTRAP)
-        await admin.start()
-        try:
-            await admin.delete_topics([unique_name])
-        finally:
-            await admin.close()
+        await delete_topics(KAFKA_BOOTSTRAP, [unique_name])
 
 
 async def _one_answered_fetch_then_two_more(
