@@ -45,7 +45,7 @@ test-unit: install
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 test: install lint infra-up
-	$(BIN)/pytest tests/unit tests/integration tests/e2e tests/chaos -q $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit tests/bench tests/integration tests/e2e tests/chaos -q $(PYTEST_ARGS)
 
 run: install infra-up
 	@source deploy/local/dev.env && exec $(BIN)/tally worker

@@ -131,7 +131,8 @@ def table(r: Result) -> str:
                 f"  {b['batches']:.0f} batches of {b['mean_records']:.0f} records on average, "
                 f"{b['mean_mongo_ms']:.0f} ms of MongoDB calls each (summed, some run together); "
                 f"on average {waited:.0f} ms from record to fetch, "
-                f"{b.get('mean_processing_ms', 0):.0f} ms from fetch to outcome"
+                f"{b.get('mean_processing_ms', 0):.0f} ms from fetch to outcome; "
+                f"{b.get('account_updates_per_record', 0):.2f} account updates per record"
             )
             ops = [
                 (k.removeprefix("mongo_ms_"), v) for k, v in b.items() if k.startswith("mongo_ms_")
@@ -151,7 +152,8 @@ def table(r: Result) -> str:
             if k.startswith("stage_ms_")
         )
         out.append(
-            f"drain: {d['batches']:.0f} batches of {d['mean_records']:.0f} records; "
+            f"drain: {d['batches']:.0f} batches of {d['mean_records']:.0f} records, "
+            f"{d.get('account_updates_per_record', 0):.2f} account updates per record; "
             f"stage ms per batch: {drain_stages}"
         )
     out.append(

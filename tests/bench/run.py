@@ -208,6 +208,17 @@ def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, flo
             1000 * delta("tally_end_to_end_seconds_sum") / processed if processed else 0.0
         ),
     }
+    # Account updates per record: a batch writes each account it touches once, so the larger
+    # the batch (over the same accounts), the fewer updates each command costs.
+    updates = sum(
+        delta(k)
+        for k in after
+        if k.startswith("tally_mongo_writes_total{")
+        and 'operation="accounts"' in k
+        and 'kind="update"' in k
+    )
+    records = delta("tally_batch_size_sum")
+    found["account_updates_per_record"] = updates / records if records else 0.0
     for key in after:
         if key.startswith("tally_batch_stage_seconds_sum"):
             stage = key.split('"')[1]
