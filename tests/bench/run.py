@@ -210,12 +210,9 @@ def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, flo
     }
     # Account updates per record: a batch writes each account it touches once, so the larger
     # the batch (over the same accounts), the fewer updates each command costs.
-    updates = sum(
-        delta(k)
-        for k in after
-        if k.startswith("tally_mongo_writes_total{")
-        and 'operation="accounts"' in k
-        and 'kind="update"' in k
+    updates = (
+        db_ceiling.writes_from_metrics(after, 1).accounts
+        - db_ceiling.writes_from_metrics(before, 1).accounts
     )
     records = delta("tally_batch_size_sum")
     found["account_updates_per_record"] = updates / records if records else 0.0
