@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from pydantic import ValidationError
@@ -48,6 +49,25 @@ class DeadItem:
 
 
 Item = CommandItem | LegItem | DeadItem
+
+
+class KeySource(Protocol):
+    """Where the token keys of a batch come from: fixed keys, or a JWKS endpoint's."""
+
+    async def keys_for(self, tokens: Sequence[str]) -> TokenKeys:
+        """Keys that verify `tokens` (as far as they can be found); raises OutageError when
+        the keys cannot be fetched."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaticKeys:
+    """TALLY_JWT_SECRET / TALLY_JWT_PUBLIC_KEY: the same keys for every batch."""
+
+    keys: TokenKeys
+
+    async def keys_for(self, tokens: Sequence[str]) -> TokenKeys:
+        return self.keys
 
 
 def command_inbox_id(command_id: str) -> str:

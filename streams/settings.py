@@ -41,13 +41,18 @@ class Settings(BaseSettings):
 
     jwt_secret: str | None = Field(default=None, repr=False)
     jwt_public_key: str | None = Field(default=None, repr=False)
+    jwt_jwks_url: str | None = None
+    jwt_jwks_refresh: float = Field(default=60.0, gt=0)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    leg_secret: str | None = Field(default=None, repr=False, min_length=32)
 
     event_source: str = "tally"
     max_amount: int = Field(default=10**15, ge=1)
     currencies: Annotated[frozenset[str], NoDecode] = frozenset({"EUR", "USD", "GBP", "CHF", "JPY"})
     max_message_bytes: int = Field(default=65536, ge=1)
+    max_headers: int = Field(default=64, ge=1)
+    record_max_attempts: int = Field(default=3, ge=1)
 
     batch_max_records: int = Field(default=1000, ge=1)
     poll_timeout_ms: int = Field(default=100, ge=1)
@@ -80,8 +85,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _jwt_key_required(self) -> Settings:
-        if not self.jwt_secret and not self.jwt_public_key:
-            raise ValueError("TALLY_JWT_SECRET or TALLY_JWT_PUBLIC_KEY must be set")
+        if not (self.jwt_secret or self.jwt_public_key or self.jwt_jwks_url):
+            raise ValueError(
+                "TALLY_JWT_SECRET, TALLY_JWT_PUBLIC_KEY or TALLY_JWT_JWKS_URL must be set"
+            )
         return self
 
     @property
