@@ -12,6 +12,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from handlers.auth import Principal, TokenKeys, verify_token
 from handlers.decision import Rejection
@@ -208,3 +209,107 @@ def test_a_secret_and_a_public_key_can_both_be_configured() -> None:
 def test_an_es256_token_against_an_rsa_public_key_is_unauthenticated() -> None:
     token = jwt.encode(claims(), ec_key(), algorithm="ES256")
     refusal(token, TokenKeys(public_key=pem(rsa_key())))
+
+
+# Keys of a JWKS endpoint (TALLY_JWT_JWKS_URL), chosen by the token header's `kid`.
+
+
+def jwk(
+    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, kid: str, **fields: str
+) -> jwt.PyJWK:
+    """The public JWK of `private_key` as an identity provider publishes it."""
+    algorithm = RSAAlgorithm if isinstance(private_key, rsa.RSAPrivateKey) else ECAlgorithm
+    published = algorithm.to_jwk(private_key.public_key(), as_dict=True)
+    return jwt.PyJWK(published | {"kid": kid, "use": "sig"} | fields)
+
+
+def signed(
+    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+    kid: str | None,
+    algorithm: str = "RS256",
+    **changes: Any,
+) -> str:
+    headers = {"kid": kid} if kid is not None else None
+    return jwt.encode(claims(**changes), private_key, algorithm=algorithm, headers=headers)
+
+
+@cache
+def other_rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def jwks_keys(**changes: Any) -> TokenKeys:
+    published = {"a": jwk(rsa_key(), "a"), "e": jwk(ec_key(), "e")}
+    return TokenKeys(jwks=published, **changes)
+
+
+def test_an_rs256_token_is_verified_with_the_jwks_key_its_kid_names() -> None:
+    token = signed(rsa_key(), "a", roles=["ops"])
+    assert verify_token(token, jwks_keys(), NOW) == Principal("alice", frozenset({"ops"}))
+
+
+def test_an_es256_token_is_verified_with_the_jwks_key_its_kid_names() -> None:
+    assert isinstance(verify_token(signed(ec_key(), "e", "ES256"), jwks_keys(), NOW), Principal)
+
+
+def test_a_token_without_kid_is_unauthenticated_when_only_jwks_keys_are_configured() -> None:
+    assert "no kid" in refusal(signed(rsa_key(), None), jwks_keys())
+
+
+def test_a_kid_that_is_not_a_string_is_unauthenticated() -> None:
+    # PyJWT refuses to sign such a header; the refusal comes before the signature is checked.
+    head = base64.urlsafe_b64encode(b'{"alg":"RS256","kid":7}').rstrip(b"=").decode()
+    token = head + "." + signed(rsa_key(), "a").partition(".")[2]
+    assert "no kid" in refusal(token, jwks_keys())
+
+
+def test_an_unknown_kid_is_unauthenticated_and_named() -> None:
+    assert refusal(signed(rsa_key(), "b"), jwks_keys()) == "authtoken kid 'b' is not a known key"
+
+
+def test_a_token_signed_by_another_key_under_a_known_kid_is_unauthenticated() -> None:
+    assert "signature" in refusal(signed(other_rsa_key(), "a"), jwks_keys())
+
+
+def test_a_token_whose_algorithm_is_not_its_jwks_keys_is_unauthenticated() -> None:
+    # An ES256 token naming the RSA key, and an RS256 token naming a key published for RS384.
+    assert "does not match" in refusal(signed(ec_key(), "a", "ES256"), jwks_keys())
+    keys = TokenKeys(jwks={"a": jwk(rsa_key(), "a", alg="RS384")})
+    assert "does not match" in refusal(signed(rsa_key(), "a"), keys)
+
+
+def test_an_hs256_token_never_uses_a_jwks_key() -> None:
+    # Algorithm confusion with a JWK: HMAC keyed with the published key, or an `oct` JWK.
+    published = RSAAlgorithm.to_jwk(rsa_key().public_key())
+    forged = forged_hs256(claims(), published.encode())
+    assert "algorithm" in refusal(forged, jwks_keys())
+    oct_key = jwt.PyJWK({"kty": "oct", "kid": "s", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"})
+    keys = TokenKeys(jwks={"s": oct_key, "a": jwk(rsa_key(), "a")})
+    token = forged_hs256(claims(), b"secret-secret-secret-secret")
+    assert "algorithm" in refusal(token, keys)
+
+
+def test_an_rs256_token_naming_an_oct_jwks_key_is_unauthenticated() -> None:
+    oct_key = jwt.PyJWK({"kty": "oct", "kid": "a", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"})
+    assert "does not match" in refusal(signed(rsa_key(), "a"), TokenKeys(jwks={"a": oct_key}))
+
+
+def test_a_secret_and_jwks_keys_can_both_be_configured() -> None:
+    keys = jwks_keys(secret=SECRET)
+    assert isinstance(verify_token(hs256(), keys, NOW), Principal)
+    assert isinstance(verify_token(signed(rsa_key(), "a"), keys, NOW), Principal)
+
+
+def test_the_public_key_verifies_tokens_whose_kid_is_absent_or_not_in_the_jwks() -> None:
+    keys = TokenKeys(public_key=pem(other_rsa_key()), jwks={"a": jwk(rsa_key(), "a")})
+    assert isinstance(verify_token(signed(other_rsa_key(), None), keys, NOW), Principal)
+    assert isinstance(verify_token(signed(other_rsa_key(), "static"), keys, NOW), Principal)
+    assert isinstance(verify_token(signed(rsa_key(), "a"), keys, NOW), Principal)
+    assert "signature" in refusal(signed(rsa_key(), "unknown"), keys)
+
+
+def test_issuer_and_audience_are_checked_for_jwks_tokens_too() -> None:
+    keys = jwks_keys(issuer="https://idp", audience="tally")
+    good = signed(rsa_key(), "a", iss="https://idp", aud="tally")
+    assert isinstance(verify_token(good, keys, NOW), Principal)
+    assert "issuer" in refusal(signed(rsa_key(), "a", iss="https://evil", aud="tally"), keys)
