@@ -15,6 +15,26 @@ def decide_leg(leg: TransferLeg, facts: Facts, ctx: Context) -> Decision:
     return _credit(leg, facts, ctx) if leg.leg == "credit" else _refund(leg, facts, ctx)
 
 
+# What a leg must repeat of the debit it settles: it moves money only as that debit said.
+_MATCHED = ("command_id", "from_account", "to_account", "amount", "currency")
+
+
+def untrusted(leg: TransferLeg, transfer: TransferRecord | None) -> str | None:
+    """Why `leg` is not a leg of a debit still in flight (SPEC §8.8); None if it is one.
+
+    `transfer` is the stored transfer of `leg.transfer_id`, as the debit wrote it (`debited`)
+    before its leg was sent. A redelivered leg is a duplicate, found before this check.
+    """
+    if transfer is None or transfer.id != leg.transfer_id:
+        return f"no transfer {leg.transfer_id!r} was debited"
+    if transfer.state != "debited":
+        return f"transfer {leg.transfer_id!r} is no longer in flight: {transfer.state}"
+    differ = [name for name in _MATCHED if getattr(leg, name) != getattr(transfer, name)]
+    if differ:
+        return f"leg does not match transfer {leg.transfer_id!r}: {', '.join(differ)}"
+    return None
+
+
 def _refusal(leg: TransferLeg, account: Account | None) -> RejectionReason | None:
     if account is None:
         return "account_not_found"
