@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from streams.legs import derive_leg_key
+
 
 class ConfigError(Exception):
     """Bad configuration; the message is one line naming the variable."""
@@ -90,6 +92,24 @@ class Settings(BaseSettings):
                 "TALLY_JWT_SECRET, TALLY_JWT_PUBLIC_KEY or TALLY_JWT_JWKS_URL must be set"
             )
         return self
+
+    @model_validator(mode="after")
+    def _leg_key_required(self) -> Settings:
+        # Without an HS256 secret there is nothing shared to derive the leg key from (ADR 6).
+        if not (self.leg_secret or self.jwt_secret):
+            raise ValueError(
+                "TALLY_LEG_SECRET: must be set (32+ characters) when tokens are verified "
+                "with TALLY_JWT_PUBLIC_KEY or TALLY_JWT_JWKS_URL"
+            )
+        return self
+
+    @property
+    def leg_key(self) -> bytes:
+        """The key transfer legs are signed with: TALLY_LEG_SECRET, else derived (ADR 6)."""
+        if self.leg_secret:
+            return self.leg_secret.encode()
+        assert self.jwt_secret is not None  # _leg_key_required
+        return derive_leg_key(self.jwt_secret)
 
     @property
     def kafka_options(self) -> dict[str, object]:
