@@ -9,10 +9,11 @@ from typing import Any
 
 from handlers.decision import Context, Decision, Facts, Rejection
 from handlers.ledger import decide, decide_leg
+from handlers.legs import untrusted
 from models.commands import Deposit, Transfer, Withdrawal
-from models.documents import Account, TransferLeg
+from models.documents import Account, TransferLeg, TransferRecord
 from models.events import CommandRejected
-from streams.decode import CommandItem, LegItem, record_day
+from streams.decode import CommandItem, DeadItem, LegItem, record_day
 from streams.outcomes import StoredEvent, stored_event
 
 Doc = dict[str, Any]
@@ -30,6 +31,8 @@ class Loaded:
     ref_ids: set[str]
     # account id -> outbox records not yet flushed (no inbox record): a crash interrupted them
     unflushed: dict[str, list[Doc]]
+    # transfer id -> stored document, for the batch's legs: a leg must match its debit (§8.8)
+    leg_transfers: dict[str, Doc] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -44,6 +47,7 @@ class Plan:
     republish: list[Doc] = field(default_factory=list)  # already-final inbox records
     accepted: list[tuple[str, str]] = field(default_factory=list)  # (type, reason|"accepted")
     timestamps: list[float] = field(default_factory=list)  # record timestamps of outcomes
+    dead: list[DeadItem] = field(default_factory=list)  # legs of no debit in flight: untrusted
     # Local settlement (BatchDecider.settle_locally): credit legs decided in this batch on
     # destinations this worker owns. Their accounts are written in a second round, after the
     # debited sources are durable; `first_round` is the state and outbox each account had
@@ -92,6 +96,8 @@ class BatchDecider:
         self._refs = set(loaded.ref_ids)
         self._transfers = set(loaded.transfer_ids)
         self._legs: list[tuple[Doc, TransferLeg, Any]] = []  # fresh credit legs, for phase 2
+        # transfer id -> the transfer as the batch's legs left it: settled is no longer in flight
+        self._leg_transfers: dict[str, TransferRecord] = {}
         self.plan = Plan()
         self._adopt_unflushed_outboxes()
 
@@ -158,15 +164,32 @@ class BatchDecider:
         self.plan.timestamps.append(item.record.timestamp)
 
     def _decide_leg(self, item: LegItem) -> None:
+        # After the inbox dedupe (apply): a redelivered leg is a duplicate, not untrusted.
         leg = item.leg
+        transfer = self._leg_transfer(leg.transfer_id)
+        detail = untrusted(leg, transfer)
+        if detail is not None:
+            # No inbox record: a forged copy must not pre-empt the genuine leg's message id.
+            self.plan.dead.append(DeadItem(item.record, "untrusted_leg", detail))
+            return
         key = leg.account_key
-        facts = Facts(account=self._state.get(key))
+        facts = Facts(account=self._state.get(key), transfer=transfer)
         ctx = self._context(leg.command_id, leg.message_id, item.record)
         result = decide_leg(leg, facts, ctx)
+        if result.transfer is not None:  # settled: a later leg of it in this batch is not
+            self._leg_transfers[leg.transfer_id] = result.transfer
         record = self._record(item.inbox_id, ctx, result, leg.traceparent)
         if result.outcome is not None:
             record["completes"] = True
         self._place(key, facts.account, result, record)
+
+    def _leg_transfer(self, transfer_id: str) -> TransferRecord | None:
+        if transfer_id not in self._leg_transfers:
+            doc = self._loaded.leg_transfers.get(transfer_id)
+            if doc is None:
+                return None
+            self._leg_transfers[transfer_id] = TransferRecord.model_validate(doc)
+        return self._leg_transfers[transfer_id]
 
     def settle_locally(self, local: Callable[[str], bool]) -> None:
         """Phase 2: credit, in this batch, the transfers whose destination this worker owns.
