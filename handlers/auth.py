@@ -12,7 +12,7 @@ import orjson
 
 from handlers.decision import Rejection
 
-_ASYMMETRIC: Final = frozenset({"RS256", "ES256"})
+ASYMMETRIC: Final = frozenset({"RS256", "ES256"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class TokenKeys:
         # Never "none", and never a public key used as an HMAC secret (algorithm confusion).
         if algorithm == "HS256":
             return self.secret
-        return self.public_key if algorithm in _ASYMMETRIC else None
+        return self.public_key if algorithm in ASYMMETRIC else None
 
 
 class _TokenError(Exception):
@@ -78,7 +78,7 @@ def unverified_header(token: str) -> Mapping[str, object] | None:
 
 
 def _key(header: Mapping[str, object], algorithm: str, keys: TokenKeys) -> str | jwt.PyJWK:
-    if keys.jwks and algorithm in _ASYMMETRIC:
+    if keys.jwks and algorithm in ASYMMETRIC:
         jwk = _jwk(header.get("kid"), algorithm, keys)
         if jwk is not None:
             return jwk
