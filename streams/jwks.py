@@ -89,7 +89,7 @@ def token_kids(tokens: Iterable[str]) -> set[str]:
     later, and HS256 tokens never use a JWKS key, so neither makes Tally fetch."""
     kids: set[str] = set()
     for token in set(tokens):  # the commands of one producer usually share a token
-        header = unverified_header(token)
+        header = unverified_header(token) if isinstance(token, str) else None
         if header is not None and header.get("alg") in ASYMMETRIC:
             kid = header.get("kid")
             if isinstance(kid, str):
