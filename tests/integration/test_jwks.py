@@ -282,7 +282,7 @@ async def test_the_secret_configured_alongside_still_verifies(server: JwksServer
 
 
 def test_without_a_jwks_url_the_keys_are_fixed() -> None:
-    source = key_source(Settings(jwt_secret=SECRET, jwt_issuer="https://idp", jwt_jwks_url=""))
+    source = key_source(Settings(jwt_secret=SECRET, jwt_issuer="https://idp"))
     assert source == StaticKeys(TokenKeys(secret=SECRET, issuer="https://idp"))
 
 
@@ -306,5 +306,6 @@ def forged_with_empty_secret() -> str:
 
 
 def test_a_jwks_url_that_is_not_http_stops_start_up_naming_the_variable() -> None:
+    # Settings refuses it first; PyJWKClient's own check is the second line of defence.
     with pytest.raises(ConfigError, match="TALLY_JWT_JWKS_URL"):
-        key_source(Settings(jwt_jwks_url="file:///etc/passwd", leg_secret=LEG_SECRET))
+        JwksKeys("file:///etc/passwd", TokenKeys(), REFRESH)
