@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,9 +16,12 @@ from handlers.auth import Principal, TokenKeys
 from handlers.decision import Rejection
 from models.commands import Command
 from models.documents import TransferLeg
-from streams.codec import CloudEvent, Headers, Undecodable, decode
+from streams.codec import CloudEvent, Limits, RawHeaders, Undecodable, decode
+from streams.legs import verify_leg
+from streams.settings import Settings
 
 LEG_TYPE = "tally.transfer.leg.v1"
+LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it (ADR 0007)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,7 @@ class DeadItem:
 
 
 Item = CommandItem | LegItem | DeadItem
+Envelope = CloudEvent | DeadItem
 
 
 class KeySource(Protocol):
@@ -75,37 +80,112 @@ def command_inbox_id(command_id: str) -> str:
     return f"c:{command_id}"
 
 
+def record_time(record: Any) -> datetime | None:
+    """The record's Kafka timestamp; None if it is not a time (a producer may write any)."""
+    try:
+        return datetime.fromtimestamp(record.timestamp / 1000, UTC)
+    except (OverflowError, ValueError, OSError, TypeError):
+        return None
+
+
 def record_day(record: Any) -> str:
     """The UTC day of the record's Kafka timestamp (SPEC §4 daily limit)."""
-    return datetime.fromtimestamp(record.timestamp / 1000, UTC).strftime("%Y-%m-%d")
+    return (record_time(record) or datetime.now(UTC)).strftime("%Y-%m-%d")
+
+
+_TOKEN_LIKE = re.compile(r"eyJ[\w-]*\.[\w-]*\.?[\w-]*")
+
+
+def failure_detail(error: BaseException) -> str:
+    """`tally_error_detail` of a processing error: class and message, never a token."""
+    return _TOKEN_LIKE.sub("[token]", f"{type(error).__name__}: {error}")[:300]
 
 
 class Decoder:
-    """Stateless checks of SPEC §5/§7, in order: envelope → type → token → schema."""
+    """Stateless checks of SPEC §5/§7, in order: envelope → type → token → schema.
 
-    def __init__(self, legs_topic: str, keys: TokenKeys, max_bytes: int, max_amount: int) -> None:
-        self._legs_topic = legs_topic
-        self._keys = keys
-        self._max_bytes = max_bytes
-        self._max_amount = max_amount
+    Every record becomes exactly one item: a command (accepted for deciding or already
+    rejected), a transfer leg, or a dead letter. An exception while reading a record is a
+    defect: the record is read again up to TALLY_RECORD_MAX_ATTEMPTS times, then dead-lettered
+    `processing_error`; it never reaches the batch."""
 
-    def item(self, record: Any, now: datetime) -> Item:
-        headers: Headers = list(record.headers or ())
-        event = decode(record.value, headers, self._max_bytes)
+    def __init__(self, settings: Settings, keys: TokenKeys | KeySource) -> None:
+        self._keys: KeySource = StaticKeys(keys) if isinstance(keys, TokenKeys) else keys
+        self._legs_topic = settings.topic_transfers
+        self._limits = Limits(settings.max_message_bytes, settings.max_headers)
+        self._max_amount = settings.max_amount
+        self._attempts = settings.record_max_attempts
+        self._leg_key = settings.leg_key
+
+    def envelopes(self, records: Sequence[Any]) -> list[Envelope]:
+        """Step 1, pure: each record's CloudEvent, or its dead letter."""
+        return [self._attempted(self._envelope, record) for record in records]
+
+    async def keys_for(self, envelopes: Sequence[Envelope]) -> TokenKeys:
+        """Step 2, may fetch: the keys for the batch's tokens (OutageError if unreachable)."""
+        tokens = [
+            token
+            for e in envelopes
+            if isinstance(e, CloudEvent) and (token := e.attributes.get("authtoken"))
+        ]
+        return await self._keys.keys_for(tokens)
+
+    def items(
+        self,
+        records: Sequence[Any],
+        envelopes: Sequence[Envelope],
+        keys: TokenKeys,
+        now: datetime,
+    ) -> list[Item]:
+        """Step 3, pure: admit each command (type, token, schema) or read each leg."""
+        return [
+            e if isinstance(e, DeadItem) else self._attempted(self._item, r, e, keys, now)
+            for r, e in zip(records, envelopes, strict=True)
+        ]
+
+    async def decode_all(self, records: Sequence[Any], now: datetime) -> list[Item]:
+        """The three steps in a row (tests and tools; the pipeline runs them itself)."""
+        envelopes = self.envelopes(records)
+        return self.items(records, envelopes, await self.keys_for(envelopes), now)
+
+    def _attempted(self, read: Any, record: Any, *args: Any) -> Any:
+        error: Exception | None = None
+        for _ in range(self._attempts):
+            try:
+                return read(record, *args)
+            except Exception as exc:  # a defect in reading this one record: never the batch's
+                error = exc
+        assert error is not None
+        return DeadItem(record, "processing_error", failure_detail(error))
+
+    def _envelope(self, record: Any) -> Envelope:
+        headers: RawHeaders = list(record.headers or ())
+        event = decode(record.value, headers, self._limits, key=record.key)
         if isinstance(event, Undecodable):
             return DeadItem(record, event.reason, event.detail)
         if record.topic == self._legs_topic:
+            untrusted = verify_leg(self._leg_key, record.value, headers)
+            if untrusted is not None:
+                return DeadItem(record, "untrusted_leg", untrusted)
+        return event
+
+    def _item(self, record: Any, event: CloudEvent, keys: TokenKeys, now: datetime) -> Item:
+        if record.topic == self._legs_topic:
             return self._leg(record, event)
-        attrs = event.attributes
         admission = admit(
-            event.type, event.data, attrs.get("authtoken"), self._keys, now, self._max_amount
+            event.type,
+            event.data,
+            event.attributes.get("authtoken"),
+            keys,
+            token_time(record, now),
+            self._max_amount,
         )
         return CommandItem(record, event, admission)
 
     def _leg(self, record: Any, event: CloudEvent) -> Item:
         if event.type != LEG_TYPE:
             return DeadItem(
-                record, "invalid_envelope", f"unexpected type {event.type!r} on legs topic"
+                record, "invalid_envelope", f"unexpected type {event.type[:64]!r} on legs topic"
             )
         try:
             return LegItem(record, TransferLeg.model_validate(event.data))
@@ -113,6 +193,15 @@ class Decoder:
             return DeadItem(
                 record, "invalid_envelope", f"invalid transfer leg: {exc.errors()[0]['msg']}"
             )
+
+
+def token_time(record: Any, now: datetime) -> datetime:
+    """When a command's token is judged (SPEC §6): the broker's append time where the topic
+    stamps it (`message.timestamp.type=LogAppendTime`), so a backlog never expires a token;
+    on a topic with producer timestamps, `now`, since a producer could backdate its record."""
+    if getattr(record, "timestamp_type", None) == LOG_APPEND_TIME:
+        return record_time(record) or now
+    return now
 
 
 def leg_value(leg: dict[str, Any]) -> bytes:

@@ -10,7 +10,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from streams.settings import Settings
@@ -88,15 +90,53 @@ async def ensure_topics(client: AIOKafkaAdminClient, settings: Settings) -> None
     existing = set(await client.list_topics())
     missing = [n for n in names if n not in existing]
     if missing and settings.create_topics:
-        topics = [NewTopic(n, settings.partitions, settings.replication_factor) for n in missing]
+        topics = [
+            NewTopic(
+                n,
+                settings.partitions,
+                settings.replication_factor,
+                topic_configs=_APPEND_TIME if n == settings.topic_commands else None,
+            )
+            for n in missing
+        ]
         await client.create_topics(topics)
         log.info("created topics", extra={"topics": missing})
+    await _warn_unless_append_time(client, settings.topic_commands)
     described = await client.describe_topics([settings.topic_commands, settings.topic_transfers])
     counts = {t["topic"]: len(t["partitions"]) for t in described}
     if len(set(counts.values())) != 1:
         raise TopicError(
             f"{settings.topic_commands} and {settings.topic_transfers} must have the "
             f"same partition count (co-partitioned by account), found {counts}"
+        )
+
+
+# Token times are judged at the broker's append time (SPEC §6): a backlog never expires a token.
+_TIMESTAMP_TYPE = "message.timestamp.type"
+_APPEND_TIME = {_TIMESTAMP_TYPE: "LogAppendTime"}
+
+
+async def _warn_unless_append_time(client: AIOKafkaAdminClient, topic: str) -> None:
+    """One warning at start-up if the commands topic keeps producer timestamps."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, {_TIMESTAMP_TYPE: None})
+    try:
+        responses = await client.describe_configs([resource])
+    except KafkaError as exc:  # e.g. no DescribeConfigs ACL: say so, and judge at processing
+        log.warning("cannot read the commands topic's timestamp type", extra={"error": repr(exc)})
+        return
+    values = [
+        entry[1]
+        for response in responses
+        for *_, entries in response.resources
+        for entry in entries
+        if entry[0] == _TIMESTAMP_TYPE
+    ]
+    if values != ["LogAppendTime"]:
+        log.warning(
+            "commands topic keeps producer timestamps: token times are judged when processed, "
+            "so a backlog longer than a token's life rejects it (set "
+            "message.timestamp.type=LogAppendTime on the topic)",
+            extra={"topic": topic, _TIMESTAMP_TYPE: values[0] if values else None},
         )
 
 

@@ -24,6 +24,7 @@ from streams.decode import (
     command_inbox_id,
     leg_value,
 )
+from streams.legs import MAC_HEADER, sign_leg
 from streams.publish import KafkaPublisher, Message, dead_letter, outcome_message
 from streams.settings import Settings
 from streams.store import AccountWrite, Effects, MongoStore, outbox_records
@@ -80,6 +81,7 @@ class Pipeline:
         self._store = store
         self._publisher = publisher
         self._decoder = decoder
+        self._leg_key = settings.leg_key  # signs every leg this worker sends (ADR 6)
         # Whether this worker owns an account's partitions now: a transfer to such an account
         # is credited in the same batch instead of through ledger.transfers (local settlement).
         self._local: Callable[[str], bool] = local or _nowhere
@@ -106,6 +108,13 @@ class Pipeline:
         decided = await self.decide(records, fetched_at)
         await self.apply(decided)
         await self.flush(decided)
+
+    async def dead_letter(self, record: Any, reason: str, detail: str) -> None:
+        """One record to the dead-letter topic, on its own (streams.isolate)."""
+        await self._publisher.publish(
+            [dead_letter(self._settings.topic_dlq, record, reason, detail)]
+        )
+        metrics.DLQ.labels(reason).inc()
 
     async def decide(self, records: Sequence[Any], fetched_at: float) -> Decided:
         """Decode, load and decide: reads only. May run while the previous batch flushes."""
@@ -141,8 +150,11 @@ class Pipeline:
         # flush, which a backlog batch is decided beside (docs/performance.md). Both steps
         # are pure: they read only their arguments and immutable settings.
         offload = len(records) >= THREAD_MIN_RECORDS
+        decoder = self._decoder
         with _stage("decode"):
-            items = await _compute(offload, self._decode, records, now)
+            envelopes = await _compute(offload, decoder.envelopes, records)
+            keys = await decoder.keys_for(envelopes)  # may fetch (JWKS): an outage raises
+            items = await _compute(offload, decoder.items, records, envelopes, keys, now)
         work = [i for i in items if not isinstance(i, DeadItem)]
         dead = [i for i in items if isinstance(i, DeadItem)]
         with _stage("load"):
@@ -154,9 +166,6 @@ class Pipeline:
     def _refuse_if_stale(self, decided: Decided) -> None:
         if decided.generation != self.generation:
             raise StaleDecisionError("caches were dropped since this batch was decided")
-
-    def _decode(self, records: Sequence[Any], now: datetime) -> list[Item]:
-        return [self._decoder.item(r, now) for r in records]
 
     def _decider(
         self, loaded: Loaded, now: datetime, work: Sequence[CommandItem | LegItem]
@@ -174,7 +183,7 @@ class Pipeline:
         return decider
 
     async def _load(self, work: Sequence[Item]) -> Loaded:
-        keys, transfers, refs = _wanted(work, self._local)
+        keys, transfers, refs, leg_transfers = _wanted(work, self._local)
         inbox_ids = [i.inbox_id for i in work if isinstance(i, CommandItem | LegItem)]
         store = self._store
         in_flight = _merged(self._in_flight)  # as of now, even if a flush ends during the reads
@@ -182,7 +191,8 @@ class Pipeline:
         accounts, inbox, found_transfers, found_refs = await asyncio.gather(
             store.find_by_ids(store.accounts, [key for key in keys if key not in cached]),
             store.find_by_ids(store.inbox, inbox_ids),
-            store.find_by_ids(store.transfers, transfers),
+            # with the transfers the batch's legs settle: no extra round trip (ADR 6)
+            store.find_by_ids(store.transfers, [*transfers, *leg_transfers]),
             store.find_by_ids(store.refs, refs),
         )
         accounts |= cached
@@ -204,7 +214,9 @@ class Pipeline:
             if (pending := [r for r in records if r["_id"] not in known])
         }
         transfer_ids = set(found_transfers) | in_flight.transfer_ids
-        return Loaded(accounts, inbox, transfer_ids, set(found_refs) | in_flight.ref_ids, unflushed)
+        of_legs = {t: found_transfers[t] for t in leg_transfers if t in found_transfers}
+        refs_taken = set(found_refs) | in_flight.ref_ids
+        return Loaded(accounts, inbox, transfer_ids, refs_taken, unflushed, of_legs)
 
     async def _apply(self, decided: Decided) -> None:
         store, plan = self._store, decided.plan
@@ -290,7 +302,9 @@ class Pipeline:
             # A leg settled in this very flush (local settlement) needs no message.
             if leg and f"l:{leg['command_id']}:{leg['leg']}" not in flushed:
                 messages.append(self._leg_message(leg))
-        messages += [dead_letter(s.topic_dlq, d.record, d.reason, d.detail) for d in dead]
+        # decoded as dead letters, and legs of no debit in flight (untrusted_leg)
+        dead_letters = [*dead, *plan.dead]
+        messages += [dead_letter(s.topic_dlq, d.record, d.reason, d.detail) for d in dead_letters]
         return messages
 
     def _leg_message(self, leg: Doc) -> Message:
@@ -303,7 +317,10 @@ class Pipeline:
             ("ce_subject", account.encode()),
             ("content-type", b"application/json"),
         ]
-        return Message(self._settings.topic_transfers, account.encode(), leg_value(leg), headers)
+        value = leg_value(leg)
+        # Only a holder of the leg key can make a leg that moves money (SPEC §8.8, ADR 6).
+        headers.append((MAC_HEADER, sign_leg(self._leg_key, value)))
+        return Message(self._settings.topic_transfers, account.encode(), value, headers)
 
 
 async def _compute(offload: bool, work: Callable[..., T], *args: Any) -> T:
@@ -375,13 +392,16 @@ def _state(account: Account) -> Doc:
 
 def _wanted(
     work: Sequence[Item], local: Callable[[str], bool]
-) -> tuple[list[str], list[str], list[str]]:
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Ids to load: accounts, transfers (commands), external refs, transfers (legs)."""
     keys: list[str] = []
     transfers: list[str] = []
     refs: list[str] = []
+    leg_transfers: list[str] = []
     for item in work:
         if isinstance(item, LegItem):
             keys.append(item.leg.account_key)
+            leg_transfers.append(item.leg.transfer_id)
         elif isinstance(item, CommandItem) and isinstance(item.admission, tuple):
             command = item.admission[0]
             keys.append(command.account_key)
@@ -391,7 +411,7 @@ def _wanted(
                     keys.append(command.to_account)
             if isinstance(command, Deposit | Withdrawal):
                 refs.append(ref_id(command.account_id, command.external_ref))
-    return keys, transfers, refs
+    return keys, transfers, refs, leg_transfers
 
 
 def _inbox_records(plan: Plan) -> list[Doc]:
@@ -458,6 +478,6 @@ def _observe(plan: Plan, dead: list[DeadItem], fetched_at: float, size: int) -> 
     for stamp in plan.timestamps:
         metrics.PROCESSING_SECONDS.observe(done - fetched_at)
         metrics.END_TO_END_SECONDS.observe(max(0.0, done - stamp / 1000))
-    for item in dead:
+    for item in [*dead, *plan.dead]:
         metrics.DLQ.labels(item.reason).inc()
     metrics.DUPLICATES.inc(len(plan.republish))

@@ -139,7 +139,7 @@ def pipeline(
     settings: Settings, store: MongoStore, publisher: Recorder, *, local: bool = False
 ) -> Pipeline:
     """A pipeline on the real store; `local`: this worker owns every account (ADR 5)."""
-    decoder = Decoder("ledger.transfers", TokenKeys(secret=SECRET), 65536, settings.max_amount)
+    decoder = Decoder(settings, TokenKeys(secret=SECRET))
     owns = (lambda account: True) if local else None
     return Pipeline(settings, store, publisher, decoder, local=owns)  # type: ignore[arg-type]
 

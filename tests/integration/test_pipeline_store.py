@@ -97,7 +97,7 @@ async def env() -> AsyncIterator[tuple[Settings, CrashingStore, RecordingPublish
 
 
 def pipeline(settings: Settings, store: MongoStore, publisher: Any) -> Pipeline:
-    decoder = Decoder("ledger.transfers", TokenKeys(secret=SECRET), 65536, settings.max_amount)
+    decoder = Decoder(settings, TokenKeys(secret=SECRET))
     return Pipeline(settings, store, publisher, decoder)
 
 

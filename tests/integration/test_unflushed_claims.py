@@ -79,7 +79,7 @@ async def store() -> AsyncIterator[CrashAfterAccounts]:
 
 def pipeline(store: MongoStore, publisher: Recorder) -> Pipeline:
     settings = Settings(jwt_secret=SECRET, mongo_db="unused")
-    decoder = Decoder("ledger.transfers", TokenKeys(secret=SECRET), 65536, settings.max_amount)
+    decoder = Decoder(settings, TokenKeys(secret=SECRET))
     return Pipeline(settings, store, publisher, decoder)
 
 
