@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from streams import keymaterial
 from streams.legs import derive_leg_key
 
 
 class ConfigError(Exception):
     """Bad configuration; the message is one line naming the variable."""
+
+
+class _InvalidError(ValueError):
+    """A check across settings failed; `variable` is the one to fix."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(message)
+        self.variable = variable
 
 
 class Settings(BaseSettings):
@@ -85,21 +96,112 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _verification_key(cls, value: str | None) -> str | None:
+        return keymaterial.verification_key(value) if value is not None else None
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            url = urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile")
+    @classmethod
+    def _certificates(cls, value: str | None) -> str | None:
+        return keymaterial.certificates_file(value) if value is not None else None
+
+    @field_validator("kafka_ssl_keyfile")
+    @classmethod
+    def _private_key(cls, value: str | None) -> str | None:
+        return keymaterial.private_key_file(value) if value is not None else None
+
     @model_validator(mode="after")
     def _jwt_key_required(self) -> Settings:
         if not (self.jwt_secret or self.jwt_public_key or self.jwt_jwks_url):
-            raise ValueError(
-                "TALLY_JWT_SECRET, TALLY_JWT_PUBLIC_KEY or TALLY_JWT_JWKS_URL must be set"
+            raise _InvalidError(
+                "TALLY_JWT_SECRET",
+                "required unless TALLY_JWT_PUBLIC_KEY or TALLY_JWT_JWKS_URL is set",
             )
         return self
+
+    @model_validator(mode="after")
+    def _kafka_sasl(self) -> Settings:
+        protocol = f"TALLY_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+        given = {
+            "TALLY_KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
+            "TALLY_KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "TALLY_KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+        }
+        if not self.kafka_security_protocol.startswith("SASL_"):
+            for variable, value in given.items():
+                if value:  # set but unused: the operator meant SASL and would not get it
+                    raise _InvalidError(
+                        variable, f"set, but {protocol} uses no SASL (SASL_SSL would)"
+                    )
+            return self
+        for variable, value in given.items():
+            if not value:
+                raise _InvalidError(variable, f"required with {protocol}")
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_tls(self) -> Settings:
+        files = {
+            "TALLY_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "TALLY_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "TALLY_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        if not self.kafka_security_protocol.endswith("SSL"):
+            protocol = f"TALLY_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+            for variable, value in files.items():
+                if value:
+                    raise _InvalidError(variable, f"set, but {protocol} uses no TLS (SSL would)")
+            return self
+        certfile, keyfile = self.kafka_ssl_certfile, self.kafka_ssl_keyfile
+        if keyfile and not certfile:
+            raise _InvalidError("TALLY_KAFKA_SSL_CERTFILE", "required with TALLY_KAFKA_SSL_KEYFILE")
+        if certfile and not keyfile and not keymaterial.holds_private_key(certfile):
+            raise _InvalidError(
+                "TALLY_KAFKA_SSL_KEYFILE",
+                "required with TALLY_KAFKA_SSL_CERTFILE (that file holds no private key)",
+            )
+        self._ssl_context()
+        return self
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """The client TLS context (as aiokafka's create_ssl_context builds it), or _InvalidError."""
+        try:
+            context = ssl.create_default_context(
+                ssl.Purpose.SERVER_AUTH, cafile=self.kafka_ssl_cafile
+            )
+        except OSError as exc:  # ssl.SSLError included
+            raise _InvalidError(
+                "TALLY_KAFKA_SSL_CAFILE", f"unusable as CA certificates: {exc}"
+            ) from None
+        if self.kafka_ssl_certfile:
+            try:
+                context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            except OSError as exc:
+                key = "KEYFILE" if self.kafka_ssl_keyfile else "CERTFILE"
+                variable = f"TALLY_KAFKA_SSL_{key}"
+                raise _InvalidError(
+                    variable, f"unusable with TALLY_KAFKA_SSL_CERTFILE: {exc}"
+                ) from None
+        return context
 
     @model_validator(mode="after")
     def _leg_key_required(self) -> Settings:
         # Without an HS256 secret there is nothing shared to derive the leg key from (ADR 6).
         if not (self.leg_secret or self.jwt_secret):
-            raise ValueError(
-                "TALLY_LEG_SECRET: must be set (32+ characters) when tokens are verified "
-                "with TALLY_JWT_PUBLIC_KEY or TALLY_JWT_JWKS_URL"
+            raise _InvalidError(
+                "TALLY_LEG_SECRET",
+                "must be set (32+ characters) when tokens are verified "
+                "with TALLY_JWT_PUBLIC_KEY or TALLY_JWT_JWKS_URL",
             )
         return self
 
@@ -125,13 +227,10 @@ class Settings(BaseSettings):
                 "sasl_plain_password": self.kafka_sasl_password,
             }
         if self.kafka_security_protocol.endswith("SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            options["ssl_context"] = create_ssl_context(
-                cafile=self.kafka_ssl_cafile,
-                certfile=self.kafka_ssl_certfile,
-                keyfile=self.kafka_ssl_keyfile,
-            )
+            try:  # checked at start-up; a file changed since then still fails in one line
+                options["ssl_context"] = self._ssl_context()
+            except _InvalidError as exc:
+                raise ConfigError(f"invalid configuration: {exc.variable}: {exc}") from None
         return options
 
 
@@ -141,7 +240,10 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = first["loc"]
-        name = f"TALLY_{str(loc[0]).upper()}" if loc else "configuration"
+        loc, cause = first["loc"], first.get("ctx", {}).get("error")
+        if isinstance(cause, _InvalidError):  # a model validator: no loc, the variable is named
+            name = cause.variable
+        else:
+            name = f"TALLY_{str(loc[0]).upper()}" if loc else "configuration"
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"invalid configuration: {name}: {message}") from None
