@@ -32,7 +32,10 @@ SHORT_TYPES = {
 def mint_token(settings: Settings, sub: str, roles: list[str], ttl: int = 3600) -> str:
     """A development token signed with TALLY_JWT_SECRET (HS256)."""
     if not settings.jwt_secret:
-        raise ConfigError("invalid configuration: TALLY_JWT_SECRET: needed to mint tokens")
+        raise ConfigError(
+            "invalid configuration: TALLY_JWT_SECRET: needed to mint tokens (a public key or "
+            "JWKS URL only verifies them; `tally send --token` takes a token minted elsewhere)"
+        )
     claims: dict[str, Any] = {"sub": sub, "roles": roles, "exp": int(time.time()) + ttl}
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer
@@ -78,7 +81,7 @@ async def _send(settings: Settings, args: argparse.Namespace) -> None:
     ]
     key = command_key(data)
     producer = AIOKafkaProducer(**settings.kafka_options, acks="all")
-    await producer.start()
+    await _start_client(producer, settings)
     try:
         await producer.send_and_wait(
             settings.topic_commands,
@@ -110,13 +113,31 @@ async def _tail(settings: Settings, args: argparse.Namespace) -> None:
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         enable_auto_commit=False,
     )
-    await consumer.start()
+    await _start_client(consumer, settings)
     try:
         async for record in consumer:
             headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
             print(format_event(headers, record.value), flush=True)
     finally:
         await consumer.stop()
+
+
+async def _start_client(client: Any, settings: Settings) -> None:
+    """Start an aiokafka client; refused credentials are ConfigError, no broker one line."""
+    from aiokafka.errors import KafkaConnectionError
+
+    from streams import kafka_auth
+
+    try:
+        await kafka_auth.check_credentials(settings)
+        await client.start()
+    except (KafkaConnectionError, OSError) as exc:
+        await client.stop()
+        broker = settings.kafka_bootstrap
+        raise SystemExit(f"tally: no Kafka broker answers at {broker}: {exc}") from None
+    except ConfigError:
+        await client.stop()  # closed, so it does not warn "Unclosed" on the way out
+        raise
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -147,10 +168,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings()
+        return _run(args, load_settings())
     except ConfigError as exc:
         print(f"tally: {exc}", file=sys.stderr)
         return 2
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         # Catch SIGTERM/Ctrl-C from here on, before the heavy imports: a stop asked for while
         # starting is a stop with nothing fetched (exit 0), not death by signal (exit 143).
