@@ -446,6 +446,14 @@ status_line() { # name pidname port
   fi
 }
 
+listener_line() { # name port: a further listener of a server, open only if it was started with it
+  if port_open 127.0.0.1 "$2"; then
+    printf '%-12s open                  port %s\n' "$1" "$2"
+  else
+    printf '%-12s closed                port %s (a restart opens it)\n' "$1" "$2"
+  fi
+}
+
 mongo_label() { if use_mongod; then echo mongod; else echo ferretdb; fi; }
 
 T0="$(now)" # readiness times are wall-clock seconds since this command began
@@ -491,9 +499,9 @@ case "${1:-}" in
     ;;
   status)
     status_line kafka kafka "$KAFKA_PORT"
-    if secure "$SASL_PORT"; then status_line kafka-sasl kafka "$SASL_PORT"; fi
+    if secure "$SASL_PORT"; then listener_line kafka-sasl "$SASL_PORT"; fi
     status_line "$(mongo_label)" mongo "$MONGO_PORT"
-    if secure "$MONGO_TLS_PORT" && ! use_mongod; then status_line ferretdb-tls mongo "$MONGO_TLS_PORT"; fi
+    if secure "$MONGO_TLS_PORT" && ! use_mongod; then listener_line ferretdb-tls "$MONGO_TLS_PORT"; fi
     ;;
   *)
     echo "usage: $0 up|down|status|reset|build|start-kafka|stop-kafka|start-mongo|stop-mongo" >&2
