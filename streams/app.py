@@ -14,13 +14,15 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from handlers.auth import TokenKeys
-from streams import asyncapi, kafka, metrics
+from streams import asyncapi, fetch, kafka, kafka_auth, metrics
 from streams.decode import Decoder
+from streams.errors import is_outage
 from streams.health import Health
-from streams.pipeline import Decided, Pipeline
+from streams.isolate import Isolator
+from streams.jwks import key_source
+from streams.pipeline import Decided, Pipeline, StaleDecisionError
 from streams.publish import KafkaPublisher
-from streams.settings import Settings
+from streams.settings import ConfigError, Settings
 from streams.store import ConflictError, MongoStore
 from streams.web import build_app, serve
 
@@ -35,6 +37,7 @@ class _Batch:
     by_partition: dict[Any, list[Any]]
     fetched_at: float
     decided: Decided | None = None
+    defects: int = 0  # attempts failed for a defect (not an outage), flushes included
 
     @property
     def records(self) -> list[Any]:
@@ -52,6 +55,7 @@ class _Batch:
             self.by_partition[tp] = records + self.by_partition.get(tp, [])
         self.fetched_at = min(self.fetched_at, earlier.fetched_at)
         self.decided = None
+        self.defects = max(self.defects, earlier.defects)
 
     @property
     def offsets(self) -> dict[Any, int]:
@@ -90,12 +94,7 @@ class Worker:
         self._commit_task: asyncio.Future[None] | None = None  # offsets commit in flight
         self._flushing: _Flushing | None = None  # at most one flush runs beside the loop
         self._store = MongoStore.connect(settings.mongo_uri, settings.mongo_db)
-        self._keys = TokenKeys(
-            secret=settings.jwt_secret,
-            public_key=settings.jwt_public_key,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-        )
+        self._keys = key_source(settings)  # fixed keys, or a JWKS endpoint's
 
     def stop(self) -> None:
         if not self._stopping.is_set():
@@ -124,7 +123,7 @@ class Worker:
         self._admin = kafka.admin(s)
         self._producer = kafka.producer(s)
         self._consumer = kafka.consumer(s)
-        decoder = Decoder(s.topic_transfers, self._keys, s.max_message_bytes, s.max_amount)
+        decoder = Decoder(s, self._keys)
         self._ownership = kafka.Ownership(s.topic_commands, s.topic_transfers)
         publisher = KafkaPublisher(self._producer)
         self._pipeline = Pipeline(s, self._store, publisher, decoder, local=self._ownership)
@@ -163,6 +162,7 @@ class Worker:
         """Connect everything, retrying while the infrastructure is not there yet."""
         steps = [
             ("mongodb", self._store.ensure_indexes),
+            ("kafka", lambda: kafka_auth.check_credentials(self.settings)),
             ("kafka", self._admin.start),
             ("kafka", lambda: kafka.ensure_topics(self._admin, self.settings)),
             ("kafka", self._producer.start),
@@ -188,8 +188,8 @@ class Worker:
             try:
                 await step()
                 return True
-            except kafka.TopicError:
-                raise
+            except (kafka.TopicError, ConfigError):
+                raise  # a refused password or CA is not an outage: waiting never fixes it
             except Exception as exc:  # infrastructure not there yet: wait, never give up
                 self.health.set(name, f"{type(exc).__name__}: {exc}"[:200])
                 log.warning(
@@ -205,8 +205,8 @@ class Worker:
         while not self._stopping.is_set():
             current, self._ahead = self._ahead, None
             if current is None:
-                fetched = await self._consumer.getmany(
-                    timeout_ms=timeout, max_records=self.settings.batch_max_records
+                fetched = await fetch.getmany(
+                    self._consumer, timeout_ms=timeout, max_records=self.settings.batch_max_records
                 )
                 current = _Batch(fetched, time.time()) if fetched else None
             elif current.decided is None:  # fetched ahead, not decided: add what came since
@@ -220,6 +220,8 @@ class Worker:
                 async with self._lock:
                     failed = await self._settle_flush()
                 if failed is not None:
+                    if not _is_outage(failed.error):
+                        failed.batch.defects += 1
                     metrics.RETRIES.labels(type(failed.error).__name__).inc()
                     log.warning(
                         "flush failed; its batch is decided again",
@@ -285,11 +287,19 @@ class Worker:
             await asyncio.wait([task])
 
     async def _process(self, batch: _Batch) -> bool:
-        """Process until it succeeds; returns False only when shutdown's deadline passes."""
+        """Process until it succeeds; returns False only when shutdown's deadline passes.
+
+        An outage is retried without end, never a verdict (SPEC §8.5). A defect (the batch
+        failed, and nothing says the database or the broker is away) is retried as well,
+        TALLY_RECORD_MAX_ATTEMPTS times in all; then the batch is isolated: the records at
+        fault are dead-lettered `processing_error` and the others processed (SPEC §7)."""
         delay = 0.05
         while True:
             try:
-                await self._attempt_batch(batch)
+                if batch.defects >= self.settings.record_max_attempts:
+                    await self._isolate(batch)
+                else:
+                    await self._attempt_batch(batch)
                 self.health.set("pipeline", None)
                 return True
             except ConflictError as exc:
@@ -298,13 +308,15 @@ class Worker:
                     "account changed concurrently; deciding the batch again",
                     extra={"error": str(exc)},
                 )
-            except Exception as exc:  # outage or bug: pause and retry, never a verdict (§8.5)
+            except Exception as exc:
+                outage = _is_outage(exc)
+                batch.defects += 0 if outage else 1
                 metrics.RETRIES.labels(type(exc).__name__).inc()
                 self.health.set("pipeline", f"{type(exc).__name__}: {exc}"[:200])
                 log.warning(
                     "batch failed; retrying",
                     extra={"error": repr(exc)[:300], "records": len(batch.records)},
-                    exc_info=not _is_transient(exc),
+                    exc_info=not outage,
                 )
             remaining = self._batch_time_left()
             if remaining <= 0:
@@ -316,6 +328,25 @@ class Worker:
             if not batch.records:  # revoked while retrying: never ours to write again
                 log.info("partitions revoked while retrying; the batch is the next owner's")
                 return False
+
+    async def _isolate(self, batch: _Batch) -> None:
+        """Process the batch in ever smaller parts, in order; then commit it (streams.isolate)."""
+        await self._previous_flushed(batch)  # isolation runs alone: no flush beside it
+        isolator = Isolator(
+            self._pipeline, attempts=self.settings.record_max_attempts, alive=self._alive
+        )
+        try:
+            async with asyncio.timeout_at(self._cut_at()) as self._attempt:
+                await isolator.run(batch.records, batch.fetched_at)
+        finally:
+            self._attempt = None
+        await self._commit_batch(batch)
+
+    async def _alive(self) -> None:
+        """Raises unless the database and the broker answer now."""
+        async with asyncio.timeout(5.0):
+            await self._store.ping()
+            await self._admin.describe_cluster()
 
     async def _attempt_batch(self, batch: _Batch) -> None:
         try:
@@ -389,8 +420,8 @@ class Worker:
         if self._stopping.is_set():
             return
         if self._ahead is None:
-            fetched = await self._consumer.getmany(
-                timeout_ms=0, max_records=self.settings.batch_max_records
+            fetched = await fetch.getmany(
+                self._consumer, timeout_ms=0, max_records=self.settings.batch_max_records
             )
             if not fetched:
                 return
@@ -487,10 +518,13 @@ class _PreviousFlushFailedError(Exception):
     """The batch before this one did not flush: both are decided again, together."""
 
 
-def _is_transient(exc: Exception) -> bool:
-    from pymongo.errors import ConnectionFailure, OperationFailure
+def _is_outage(error: BaseException | None) -> bool:
+    """An outage, or an internal signal that a batch must be decided again: not a defect."""
+    return error is None or is_outage(error) or isinstance(error, _NOT_DEFECTS)
 
-    return isinstance(exc, KafkaError | ConnectionFailure | OperationFailure | TimeoutError)
+
+# Internal signals that a batch must be decided again: neither an outage nor a defect.
+_NOT_DEFECTS = (StaleDecisionError, _PreviousFlushFailedError)
 
 
 GC_THRESHOLDS = (10_000, 20, 20)  # CPython's defaults: (700, 10, 10)

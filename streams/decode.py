@@ -17,6 +17,7 @@ from handlers.decision import Rejection
 from models.commands import Command
 from models.documents import TransferLeg
 from streams.codec import CloudEvent, Limits, RawHeaders, Undecodable, decode
+from streams.fetch import UnreadableRecord
 from streams.legs import verify_leg
 from streams.settings import Settings
 
@@ -159,6 +160,8 @@ class Decoder:
         return DeadItem(record, "processing_error", failure_detail(error))
 
     def _envelope(self, record: Any) -> Envelope:
+        if isinstance(record, UnreadableRecord):
+            return DeadItem(record, "invalid_envelope", record.error)
         headers: RawHeaders = list(record.headers or ())
         event = decode(record.value, headers, self._limits, key=record.key)
         if isinstance(event, Undecodable):

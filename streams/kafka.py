@@ -15,6 +15,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
+from streams import fetch
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,10 @@ async def take_arrived(consumer: AIOKafkaConsumer, max_records: int) -> dict[Any
     fetch, which the broker answers at once with what has arrived since; waiting for that
     answer (a round trip to the broker, 1-2 ms here) saves those records a batch of latency
     (docs/performance.md). Waits at most FRESH_FETCH_MS when nothing has arrived."""
-    taken: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=0, max_records=max_records)
+    taken = await fetch.getmany(consumer, timeout_ms=0, max_records=max_records)
     room = max_records - sum(len(records) for records in taken.values())
     if room > 0:
-        more = await consumer.getmany(timeout_ms=FRESH_FETCH_MS, max_records=room)
+        more = await fetch.getmany(consumer, timeout_ms=FRESH_FETCH_MS, max_records=room)
         for tp, records in more.items():
             taken[tp] = taken.get(tp, []) + records
     return taken

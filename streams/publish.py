@@ -52,7 +52,21 @@ class KafkaPublisher:
     async def publish(self, messages: Sequence[Message]) -> None:
         futures = [
             await self._producer.send(m.topic, m.value, key=m.key, headers=m.headers)
+            if m.key is not None or m.value is not None
+            else await self._send_keyless_tombstone(m)
             for m in messages
         ]
         if futures:
             await asyncio.gather(*futures)
+
+    async def _send_keyless_tombstone(self, message: Message) -> asyncio.Future[Any]:
+        # A dead letter of a record with neither key nor value keeps them null (SPEC §7), which
+        # aiokafka's send() refuses; a batch of its own may hold such a record.
+        batch = self._producer.create_batch()
+        batch.append(key=None, value=None, timestamp=None, headers=message.headers)
+        batch.close()
+        partitions = await self._producer.partitions_for(message.topic)
+        future: asyncio.Future[Any] = await self._producer.send_batch(
+            batch, message.topic, partition=min(partitions)
+        )
+        return future
