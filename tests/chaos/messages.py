@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, bytes | None]]
 
 OPEN = "ledger.account.open.v1"
 DEPOSIT = "ledger.deposit.v1"

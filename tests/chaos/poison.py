@@ -63,7 +63,31 @@ def _bad_header(rng: random.Random, pid: str) -> Poison:
     return "invalid_envelope", b"a0001", b"{}", headers
 
 
+def _null_header(rng: random.Random, pid: str) -> Poison:
+    headers: Headers = [("ce_specversion", None), *_good_headers(pid)[1:]]
+    return "invalid_envelope", rng.choice([None, b"a0001"]), b"{}", headers
+
+
+def _id_twice(rng: random.Random, pid: str) -> Poison:
+    headers = [*_good_headers(pid), ("CE_ID", b"another")]
+    return "invalid_envelope", b"a0001", b"{}", headers
+
+
+def _many_headers(rng: random.Random, pid: str) -> Poison:
+    headers = [*_good_headers(pid), *[(f"x-{i}", b"") for i in range(rng.randint(65, 500))]]
+    return "invalid_envelope", b"a0001", b"{}", headers
+
+
+def _deep_json(rng: random.Random, pid: str) -> Poison:
+    depth = rng.randint(1100, 5000)
+    return "undecodable", b"a0001", b"[" * depth + b"]" * depth, _good_headers(pid)
+
+
 _POISON = {
+    "null_header": _null_header,
+    "id_twice": _id_twice,
+    "many_headers": _many_headers,
+    "deep_json": _deep_json,
     "garbage": _garbage,
     "empty": _empty,
     "oversized": _oversized,
