@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install infra-up infra-down infra-status lint fmt test test-unit run chaos bench asyncapi clean
+.PHONY: help install infra-up infra-down infra-status lint fmt test test-unit run chaos fuzz bench asyncapi clean
 
 help:
 	@echo "make run      install, start local Kafka + MongoDB-wire server, run the worker"
@@ -14,6 +14,7 @@ help:
 	@echo "make infra-up / infra-down / infra-status   local Kafka (9092) and FerretDB (27017)"
 	@echo "make lint     ruff, mypy --strict, docker-compose config"
 	@echo "make chaos    full chaos suite (SPEC §8 proven under faults)"
+	@echo "make fuzz     the hostile-input fuzzer, 50 000 examples (make test runs 2 000)"
 	@echo "make bench    benchmark against the Kafka and database ceilings and the naive loop"
 
 install: $(STAMP)
@@ -52,6 +53,9 @@ run: install infra-up
 
 chaos: install infra-up
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
+
+fuzz: install
+	TALLY_FUZZ_EXAMPLES=$${TALLY_FUZZ_EXAMPLES:-50000} $(BIN)/pytest tests/unit/test_hostile_input.py -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install infra-up
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
