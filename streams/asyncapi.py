@@ -60,7 +60,10 @@ def _message(event_type: str, model: type[BaseModel], headers: dict[str, Any]) -
 def document(settings: Settings) -> dict[str, Any]:
     commands = {name: _message(name, m, _COMMAND_HEADERS) for name, m in COMMAND_MODELS.items()}
     events = {name: _message(name, m, _EVENT_HEADERS) for name, m in EVENT_MODELS.items()}
-    legs = {LEG_TYPE: _message(LEG_TYPE, TransferLeg, _ce_headers({}))}
+    leg_headers = _ce_headers(
+        {"legmac": "hex HMAC-SHA256 of the record's value with the workers' leg key (SPEC §8.8)"}
+    )
+    legs = {LEG_TYPE: _message(LEG_TYPE, TransferLeg, leg_headers)}
     models = [*COMMAND_MODELS.values(), *EVENT_MODELS.values(), TransferLeg]
     _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
     messages = {**commands, **events, **legs}
