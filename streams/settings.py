@@ -26,7 +26,10 @@ class _InvalidError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TALLY_", frozen=True, extra="ignore")
+    # An empty variable (`TALLY_JWT_JWKS_URL=` in a compose file) means "not set": its default.
+    model_config = SettingsConfigDict(
+        env_prefix="TALLY_", frozen=True, extra="ignore", env_ignore_empty=True
+    )
 
     kafka_bootstrap: str = "localhost:9092"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -413,3 +413,11 @@ def test_tally_token_with_only_a_public_key_exits_2_naming_the_secret_it_needs()
 def test_tally_asyncapi_with_a_non_integer_exits_2_naming_it() -> None:
     result = tally("asyncapi", JWT_SECRET=SECRET, RECORD_MAX_ATTEMPTS="three")
     assert_refused(result, "TALLY_RECORD_MAX_ATTEMPTS")
+
+
+def test_an_empty_variable_means_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TALLY_JWT_SECRET", "s" * 40)
+    monkeypatch.setenv("TALLY_JWT_JWKS_URL", "")
+    monkeypatch.setenv("TALLY_HTTP_PORT", "")
+    settings = load_settings()
+    assert settings.jwt_jwks_url is None and settings.http_port == 8080
