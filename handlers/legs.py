@@ -1,10 +1,11 @@
 """A transfer's later steps: the credit leg on the destination, the refund on the source."""
 
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from handlers.decision import Context, Decision, Facts
 from handlers.postings import post
-from models.documents import Account, TransferLeg, TransferRecord, TransferState
+from models.documents import Account, Entry, EntryKind, TransferLeg, TransferRecord, TransferState
 from models.events import RejectionReason, TransferCompleted, TransferFailed
 
 
@@ -17,21 +18,89 @@ def decide_leg(leg: TransferLeg, facts: Facts, ctx: Context) -> Decision:
 
 # What a leg must repeat of the debit it settles: it moves money only as that debit said.
 _MATCHED = ("command_id", "from_account", "to_account", "amount", "currency")
+# The kinds of entry that end a transfer's saga, and the transfer state each one means.
+_ENDINGS: dict[EntryKind, TransferState] = {"transfer_in": "completed", "refund": "failed"}
 
 
-def untrusted(leg: TransferLeg, transfer: TransferRecord | None) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Journal:
+    """The journal's word on one transfer command, for a leg whose transfer document is not its
+    own (two transfers with one `transfer_id`, ADR 4): its debit, and whether its saga ended."""
+
+    debit: Entry | None  # `<command id>:transfer_out`
+    source_currency: str | None  # the debited account's: entries carry no currency
+    ended: TransferState | None = None  # a `transfer_in` or `refund` entry: completed, failed
+
+
+def journal_ids(command_id: str) -> list[str]:
+    """The entries that tell a transfer command's saga: its debit, and either ending."""
+    return [f"{command_id}:{kind}" for kind in ("transfer_out", *_ENDINGS)]
+
+
+def journal_of(
+    command_id: str,
+    entries: Mapping[str, Entry],
+    source_currency: str | None,
+    ended: TransferState | None = None,
+) -> Journal:
+    """What `entries` (by id, loaded with `journal_ids`) tell of `command_id`'s saga; `ended`:
+    how it ended earlier in the same batch, before the journal holds it."""
+    for kind, state in _ENDINGS.items():
+        if ended is None and f"{command_id}:{kind}" in entries:
+            ended = state
+    return Journal(entries.get(f"{command_id}:transfer_out"), source_currency, ended)
+
+
+def own_transfer(leg: TransferLeg, transfer: TransferRecord | None) -> TransferRecord | None:
+    """`transfer` if it is the one `leg`'s command debited, else None (ADR 4: a transfer id
+    reused from another partition has the first command's document)."""
+    if transfer is None or (transfer.id, transfer.command_id) != (leg.transfer_id, leg.command_id):
+        return None
+    return transfer
+
+
+def untrusted(
+    leg: TransferLeg, transfer: TransferRecord | None, journal: Journal | None = None
+) -> str | None:
     """Why `leg` is not a leg of a debit still in flight (SPEC §8.8); None if it is one.
 
     `transfer` is the stored transfer of `leg.transfer_id`, as the debit wrote it (`debited`)
-    before its leg was sent. A redelivered leg is a duplicate, found before this check.
+    before its leg was sent. When it is missing or another command's, the leg is checked
+    against `journal` instead: the debit's entry is written in the same flush, before the leg
+    is sent. A redelivered leg is a duplicate, found before this check.
     """
-    if transfer is None or transfer.id != leg.transfer_id:
-        return f"no transfer {leg.transfer_id!r} was debited"
+    own = own_transfer(leg, transfer)
+    if own is not None:
+        return _against_transfer(leg, own)
+    if journal is None or journal.debit is None:
+        by = "" if transfer is None else f" by {leg.command_id!r}"
+        return f"no transfer {leg.transfer_id!r} was debited{by}"
+    return _against_journal(leg, journal.debit, journal)
+
+
+def _against_transfer(leg: TransferLeg, transfer: TransferRecord) -> str | None:
     if transfer.state != "debited":
         return f"transfer {leg.transfer_id!r} is no longer in flight: {transfer.state}"
     differ = [name for name in _MATCHED if getattr(leg, name) != getattr(transfer, name)]
     if differ:
         return f"leg does not match transfer {leg.transfer_id!r}: {', '.join(differ)}"
+    return None
+
+
+def _against_journal(leg: TransferLeg, debit: Entry, journal: Journal) -> str | None:
+    if journal.ended is not None:
+        return f"transfer {leg.transfer_id!r} is no longer in flight: {journal.ended}"
+    # `to_account` is in no entry: on this path the MAC alone keeps it as the debit sent it.
+    found = {
+        "command_id": debit.command_id,
+        "transfer_id": debit.transfer_id,
+        "from_account": debit.account_id,
+        "amount": -debit.amount,
+        "currency": journal.source_currency,
+    }
+    differ = [name for name, value in found.items() if getattr(leg, name) != value]
+    if differ:
+        return f"leg does not match its debit {debit.id!r}: {', '.join(differ)}"
     return None
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from handlers.decision import Context, Decision, Facts, Rejection
 from handlers.ledger import decide, decide_leg
-from handlers.legs import untrusted
+from handlers.legs import Journal, journal_of, own_transfer, untrusted
 from models.commands import Deposit, Transfer, Withdrawal
-from models.documents import Account, TransferLeg, TransferRecord
+from models.documents import Account, Entry, TransferLeg, TransferRecord, TransferState
 from models.events import CommandRejected
 from streams.decode import CommandItem, DeadItem, LegItem, record_day
 from streams.outcomes import StoredEvent, stored_event
@@ -33,6 +33,11 @@ class Loaded:
     unflushed: dict[str, list[Doc]]
     # transfer id -> stored document, for the batch's legs: a leg must match its debit (§8.8)
     leg_transfers: dict[str, Doc] = field(default_factory=dict)
+    # For legs whose transfer document is missing or another command's (a transfer id reused
+    # across partitions, ADR 4), checked against the journal instead: the entries of their
+    # commands (`journal_ids`) by id, and their source accounts' currencies by account id.
+    leg_entries: dict[str, Doc] = field(default_factory=dict)
+    leg_sources: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -98,6 +103,9 @@ class BatchDecider:
         self._legs: list[tuple[Doc, TransferLeg, Any]] = []  # fresh credit legs, for phase 2
         # transfer id -> the transfer as the batch's legs left it: settled is no longer in flight
         self._leg_transfers: dict[str, TransferRecord] = {}
+        self._leg_entries = {k: Entry.model_validate(d) for k, d in loaded.leg_entries.items()}
+        # transfer command id -> how a leg of this batch ended its saga, whatever its document
+        self._ended: dict[str, TransferState] = {}
         self.plan = Plan()
         self._adopt_unflushed_outboxes()
 
@@ -166,8 +174,10 @@ class BatchDecider:
     def _decide_leg(self, item: LegItem) -> None:
         # After the inbox dedupe (apply): a redelivered leg is a duplicate, not untrusted.
         leg = item.leg
-        transfer = self._leg_transfer(leg.transfer_id)
-        detail = untrusted(leg, transfer)
+        stored = self._leg_transfer(leg.transfer_id)
+        transfer = own_transfer(leg, stored)
+        journal = None if transfer is not None else self._journal(leg)
+        detail = untrusted(leg, stored, journal)
         if detail is not None:
             # No inbox record: a forged copy must not pre-empt the genuine leg's message id.
             self.plan.dead.append(DeadItem(item.record, "untrusted_leg", detail))
@@ -177,7 +187,9 @@ class BatchDecider:
         ctx = self._context(leg.command_id, leg.message_id, item.record)
         result = decide_leg(leg, facts, ctx)
         if result.transfer is not None:  # settled: a later leg of it in this batch is not
-            self._leg_transfers[leg.transfer_id] = result.transfer
+            self._ended[leg.command_id] = result.transfer.state
+            if transfer is not None:  # never onto another command's document
+                self._leg_transfers[leg.transfer_id] = result.transfer
         record = self._record(item.inbox_id, ctx, result, leg.traceparent)
         if result.outcome is not None:
             record["completes"] = True
@@ -190,6 +202,11 @@ class BatchDecider:
                 return None
             self._leg_transfers[transfer_id] = TransferRecord.model_validate(doc)
         return self._leg_transfers[transfer_id]
+
+    def _journal(self, leg: TransferLeg) -> Journal:
+        currency = self._loaded.leg_sources.get(leg.from_account)
+        ended = self._ended.get(leg.command_id)
+        return journal_of(leg.command_id, self._leg_entries, currency, ended)
 
     def settle_locally(self, local: Callable[[str], bool]) -> None:
         """Phase 2: credit, in this batch, the transfers whose destination this worker owns.

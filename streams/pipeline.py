@@ -10,8 +10,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from handlers.legs import journal_ids
 from models.commands import Deposit, Transfer, Withdrawal
-from models.documents import Account
+from models.documents import Account, TransferLeg
 from streams import metrics
 from streams.batch import BatchDecider, Doc, Loaded, Plan, note_claims, ref_id
 from streams.decode import (
@@ -216,7 +217,35 @@ class Pipeline:
         transfer_ids = set(found_transfers) | in_flight.transfer_ids
         of_legs = {t: found_transfers[t] for t in leg_transfers if t in found_transfers}
         refs_taken = set(found_refs) | in_flight.ref_ids
-        return Loaded(accounts, inbox, transfer_ids, refs_taken, unflushed, of_legs)
+        # A leg whose transfer document is missing or another command's (a transfer id reused
+        # across partitions, ADR 4) is checked against the journal: one more find, only then.
+        orphans = [
+            i.leg
+            for i in work
+            if isinstance(i, LegItem)
+            and i.inbox_id not in inbox
+            and of_legs.get(i.leg.transfer_id, {}).get("command_id") != i.leg.command_id
+        ]
+        entries, currencies = await self._load_journal(orphans, accounts)
+        return Loaded(
+            accounts, inbox, transfer_ids, refs_taken, unflushed, of_legs, entries, currencies
+        )
+
+    async def _load_journal(
+        self, legs: list[TransferLeg], accounts: dict[str, Doc]
+    ) -> tuple[dict[str, Doc], dict[str, str]]:
+        """The entries of these legs' commands, and their source accounts' currencies."""
+        if not legs:
+            return {}, {}
+        store = self._store
+        ids = [entry_id for leg in legs for entry_id in journal_ids(leg.command_id)]
+        sources = {leg.from_account for leg in legs}
+        known = {a: accounts[a] for a in sources if a in accounts}
+        entries, found = await asyncio.gather(
+            store.find_by_ids(store.entries, ids),
+            store.find_by_ids(store.accounts, sources - known.keys()),
+        )
+        return entries, {a: doc["currency"] for a, doc in (known | found).items()}
 
     async def _apply(self, decided: Decided) -> None:
         store, plan = self._store, decided.plan

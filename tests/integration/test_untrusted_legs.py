@@ -12,7 +12,15 @@ import pytest
 from streams.legs import MAC_HEADER, sign_leg
 from streams.pipeline import Pipeline
 from streams.publish import Message
-from tests.integration.kit import Record, Recorder, deposit, opened, transfer
+from tests.integration.kit import (
+    Record,
+    Recorder,
+    command,
+    deposit,
+    opened,
+    pipeline,
+    transfer,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +132,74 @@ async def test_a_genuine_leg_sent_after_its_transfer_ended_and_its_inbox_expired
     assert untrusted(publisher) == ["transfer 't3' is no longer in flight: completed"]
     assert await balances(db) == {"a": 90, "b": 110}
     assert await db.entries.count_documents({}) == 4
+
+
+async def reused_transfer_id(env: Any) -> tuple[Pipeline, Recorder, Message, Message]:
+    """Two workers accept a transfer with one transfer id in one batch window (ADR 4), 10 EUR
+    from a (cmd-5) and from c (cmd-6) to b: both debit, only cmd-5 has a transfers document.
+    The first worker, which owns b, and the credit legs of cmd-5 and cmd-6."""
+    settings, store, db = env
+    first, sent_first = await opened(env)
+    c = {"account_id": "c", "owner_id": "o", "currency": "EUR"}
+    await first.process(
+        [command(2, "ledger.account.open.v1", c), deposit(3), deposit(4, account="c")],
+        time.time(),
+    )
+    sent_second = Recorder()
+    second = pipeline(settings, store, sent_second)
+    data = {"transfer_id": "ts", "from_account": "c", "to_account": "b"}
+    from_c = command(6, "ledger.transfer.v1", data | {"amount": 10, "currency": "EUR"})
+    # Both decide before either writes: each sees the transfer id free.
+    decided = [
+        (first, await first.decide([transfer(5, "ts")], time.time())),
+        (second, await second.decide([from_c], time.time())),
+    ]
+    for worker, batch in decided:
+        await worker.apply(batch)
+        await worker.flush(batch)
+    assert (await db.transfers.find_one({"_id": "ts"}))["command_id"] == "cmd-5"
+    return (
+        first,
+        sent_first,
+        sent_first.legs()[b"cmd-5:credit"],
+        sent_second.legs()[b"cmd-6:credit"],
+    )
+
+
+async def test_a_leg_of_a_reused_transfer_id_settles_on_its_debit_entry_until_its_saga_ends(
+    crash_env: Any,
+) -> None:
+    db = crash_env[2]
+    worker, publisher, leg_first, leg_second = await reused_transfer_id(crash_env)
+    await worker.process([delivered(leg_second), delivered(leg_first, 1)], time.time())
+
+    assert untrusted(publisher) == []
+    assert await balances(db) == {"a": 90, "b": 20, "c": 90}
+    assert publisher.outcomes()["cmd-6"] == {b"ledger.transfer.completed.v1"}
+    # The second saga never writes onto the first one's document.
+    stored = await db.transfers.find_one({"_id": "ts"})
+    assert (stored["command_id"], stored["state"]) == ("cmd-5", "completed")
+
+    # Sent again after its saga ended, once its inbox record is gone: it moves nothing.
+    await worker.process([deposit(7, account="b")], time.time())
+    await db.inbox.delete_one({"_id": "l:cmd-6:credit"})
+    worker.forget_accounts()
+    await worker.process([delivered(leg_second, 2)], time.time())
+
+    assert untrusted(publisher) == ["transfer 'ts' is no longer in flight: completed"]
+    assert await balances(db) == {"a": 90, "b": 120, "c": 90}
+    assert await db.entries.count_documents({"command_id": "cmd-6"}) == 2
+
+
+async def test_a_refund_after_a_credit_of_a_reused_transfer_id_in_the_same_batch_is_untrusted(
+    crash_env: Any,
+) -> None:
+    db = crash_env[2]
+    worker, publisher, _, leg_second = await reused_transfer_id(crash_env)
+    refund = forged(crash_env, leg_second, 1, leg="refund", reason="account_closed")
+    await worker.process([delivered(leg_second), refund], time.time())
+
+    assert untrusted(publisher) == ["transfer 'ts' is no longer in flight: completed"]
+    assert await balances(db) == {"a": 90, "b": 10, "c": 90}
+    stored = await db.transfers.find_one({"_id": "ts"})
+    assert (stored["command_id"], stored["state"]) == ("cmd-5", "debited")

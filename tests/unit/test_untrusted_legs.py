@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handlers.legs import untrusted
-from models.documents import TransferLeg, TransferRecord
+from handlers.legs import Journal, journal_ids, journal_of, own_transfer, untrusted
+from models.documents import Entry, TransferLeg, TransferRecord, TransferState
 from streams.legs import MAC_HEADER, derive_leg_key, sign_leg, verify_leg
 
 from .factories import NOW
@@ -84,7 +84,6 @@ def test_a_leg_of_a_transfer_that_ended_is_untrusted(state: str) -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("command_id", "cmd-other"),
         ("from_account", "acc-9"),
         ("to_account", "acc-mallory"),
         ("amount", 2_000_000),
@@ -99,6 +98,109 @@ def test_a_leg_that_differs_from_its_debit_is_untrusted(field: str, value: Any) 
 def test_the_detail_names_every_field_that_differs() -> None:
     detail = untrusted(leg(to_account="acc-mallory", amount=2_000_000), transfer())
     assert detail == "leg does not match transfer 'tr-1': to_account, amount"
+
+
+def test_a_leg_of_another_command_with_no_debit_of_its_own_is_untrusted() -> None:
+    detail = untrusted(leg(command_id="cmd-other"), transfer(), journal(debit=None))
+    assert detail == "no transfer 'tr-1' was debited by 'cmd-other'"
+
+
+# Two transfers with one transfer id from different partitions (ADR 4): the second has no
+# transfers document of its own, and its legs are checked against the journal instead.
+
+
+def debit(**changes: Any) -> Entry:
+    fields: dict[str, Any] = {
+        "id": "cmd-t:transfer_out",
+        "account_id": "acc-1",
+        "amount": -400,
+        "balance_after": 600,
+        "command_id": "cmd-t",
+        "kind": "transfer_out",
+        "transfer_id": "tr-1",
+        "at": NOW,
+    }
+    return Entry(**(fields | changes))
+
+
+def journal(**changes: Any) -> Journal:
+    fields: dict[str, Any] = {"debit": debit(), "source_currency": "EUR", "ended": None}
+    return Journal(**(fields | changes))
+
+
+FIRST = transfer(command_id="cmd-first", to_account="acc-3", amount=7)
+
+
+@pytest.mark.parametrize("stored", [FIRST, None], ids=["another command's", "none"])
+@pytest.mark.parametrize("kind", ["credit", "refund"])
+def test_a_leg_without_its_own_transfer_document_is_trusted_on_its_debit_entry(
+    stored: TransferRecord | None, kind: str
+) -> None:
+    reason = "account_closed" if kind == "refund" else None
+    assert untrusted(leg(leg=kind, reason=reason), stored, journal()) is None
+
+
+def test_a_leg_with_its_own_transfer_document_is_checked_against_it_not_the_journal() -> None:
+    detail = untrusted(leg(), transfer(state="completed"), journal())
+    assert detail == "transfer 'tr-1' is no longer in flight: completed"
+
+
+@pytest.mark.parametrize("state", ["completed", "failed"])
+def test_a_leg_whose_saga_the_journal_shows_ended_is_untrusted(state: str) -> None:
+    detail = untrusted(leg(), FIRST, journal(ended=state))
+    assert detail == f"transfer 'tr-1' is no longer in flight: {state}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("from_account", "acc-9"),
+        ("amount", 2_000_000),
+        ("currency", "USD"),
+        ("transfer_id", "tr-9"),
+    ],
+)
+def test_a_leg_that_differs_from_its_debit_entry_is_untrusted(field: str, value: Any) -> None:
+    detail = untrusted(leg(**{field: value}), FIRST, journal())
+    assert detail == f"leg does not match its debit 'cmd-t:transfer_out': {field}"
+
+
+def test_an_unknown_source_currency_does_not_match() -> None:
+    detail = untrusted(leg(), None, journal(source_currency=None))
+    assert detail == "leg does not match its debit 'cmd-t:transfer_out': currency"
+
+
+def test_a_debit_entry_is_never_proof_when_the_transfer_document_is_the_legs_own() -> None:
+    # The document wins: a leg altered to its own debit's amount still differs from it.
+    assert untrusted(leg(amount=7), transfer(), journal(debit=debit(amount=-7))) is not None
+
+
+def test_the_journal_of_a_command_is_its_debit_and_either_ending() -> None:
+    assert journal_ids("cmd-t") == ["cmd-t:transfer_out", "cmd-t:transfer_in", "cmd-t:refund"]
+
+
+@pytest.mark.parametrize(
+    ("kinds", "ended"),
+    [([], None), (["transfer_in"], "completed"), (["refund"], "failed")],
+)
+def test_the_journal_tells_whether_the_saga_ended(
+    kinds: list[str], ended: TransferState | None
+) -> None:
+    entries = {"cmd-t:transfer_out": debit()} | {f"cmd-t:{k}": debit() for k in kinds}
+    assert journal_of("cmd-t", entries, "EUR") == Journal(debit(), "EUR", ended)
+
+
+def test_a_saga_ended_earlier_in_the_batch_is_ended_before_the_journal_shows_it() -> None:
+    entries = {"cmd-t:transfer_out": debit()}
+    assert journal_of("cmd-t", entries, "EUR", "completed").ended == "completed"
+    assert journal_of("cmd-other", entries, "EUR").debit is None
+
+
+def test_a_transfer_document_is_a_legs_own_only_with_its_id_and_command_id() -> None:
+    assert own_transfer(leg(), transfer()) == transfer()
+    assert own_transfer(leg(), FIRST) is None
+    assert own_transfer(leg(), transfer(id="tr-2")) is None
+    assert own_transfer(leg(), None) is None
 
 
 def headers(mac: bytes | None) -> list[tuple[str, bytes | None]]:
