@@ -14,6 +14,7 @@ import jwt
 import orjson
 
 from streams import __version__
+from streams.codec import binary_headers
 from streams.settings import ConfigError, Settings, load_settings
 
 SHORT_TYPES = {
@@ -71,14 +72,9 @@ async def _send(settings: Settings, args: argparse.Namespace) -> None:
     command_type = SHORT_TYPES.get(args.type, args.type)
     token = args.token or mint_token(settings, args.sub, args.roles.split(","))
     command_id = args.id or str(uuid.uuid4())
-    headers = [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", command_id.encode()),
-        ("ce_source", args.source.encode()),
-        ("ce_type", command_type.encode()),
-        ("ce_authtoken", token.encode()),
-        ("content-type", b"application/json"),
-    ]
+    headers = binary_headers(
+        {"id": command_id, "source": args.source, "type": command_type, "authtoken": token}
+    )
     key = command_key(data)
     producer = AIOKafkaProducer(**settings.kafka_options, acks="all")
     await _start_client(producer, settings)

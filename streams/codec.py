@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ _JSON_TYPES = ("application/json", "text/json")
 # Headers whose bytes Tally reads; any other header is carried along, whatever its bytes.
 _READ = ("ce_", "content-type", "traceparent")
 _INT64 = 2**63
+_OUTCOME_OPTIONAL = ("subject", "correlationid", "causationid", "traceparent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,15 +201,23 @@ def _checked(attributes: dict[str, Any], data: object) -> CloudEvent | Undecodab
 
 def encode(event: dict[str, Any]) -> tuple[bytes, Headers]:
     """Encode a stored outcome (see streams.outcomes) as a binary-mode CloudEvent."""
-    headers: Headers = [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", event["id"].encode()),
-        ("ce_source", event["source"].encode()),
-        ("ce_type", event["type"].encode()),
-        ("ce_time", event["time"].encode()),
-        ("content-type", b"application/json"),
-    ]
-    for name in ("subject", "correlationid", "causationid", "traceparent"):
-        if event.get(name):
-            headers.append((f"ce_{name}", event[name].encode()))
-    return orjson.dumps(event["data"]), headers
+    required = {name: event[name] for name in ("id", "source", "type", "time")}
+    optional = {name: event.get(name) or None for name in _OUTCOME_OPTIONAL}
+    return orjson.dumps(event["data"]), binary_headers(required, trailing=optional)
+
+
+def binary_headers(
+    attributes: Mapping[str, str | None], *, trailing: Mapping[str, str | None] | None = None
+) -> Headers:
+    """CloudEvents attributes as binary-mode headers: `ce_specversion` 1.0, then `ce_<name>`
+    for each attribute that is not None (UTF-8, in order), `content-type: application/json`,
+    then the `trailing` attributes likewise.
+
+    `trailing` exists because outcomes have always carried their optional attributes after
+    the content type; keeping that order keeps a republished outcome byte-identical."""
+    content_type = ("content-type", b"application/json")
+    return [("ce_specversion", b"1.0"), *_ce(attributes), content_type, *_ce(trailing or {})]
+
+
+def _ce(attributes: Mapping[str, str | None]) -> Headers:
+    return [(f"ce_{name}", text.encode()) for name, text in attributes.items() if text is not None]
