@@ -19,12 +19,12 @@ from streams.pipeline import Pipeline
 from streams.publish import Message
 from streams.settings import Settings
 from streams.store import ConflictError, MongoStore
+from tests.conftest import MONGO_URI
 from tests.integration.kit import CrashError as SimulatedCrashError
 from tests.integration.kit import Recorder as RecordingPublisher
 
 pytestmark = pytest.mark.integration
 
-MONGO = "mongodb://127.0.0.1:27017"
 SECRET = "integration-secret-long-enough-for-hs256"
 
 
@@ -88,7 +88,7 @@ def command(offset: int, command_type: str, data: dict[str, Any], cid: str | Non
 async def env() -> AsyncIterator[tuple[Settings, CrashingStore, RecordingPublisher, Any]]:
     name = f"it_{uuid.uuid4().hex[:8]}"
     settings = Settings(jwt_secret=SECRET, mongo_db=name)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO, tz_aware=True)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO_URI, tz_aware=True)
     store = CrashingStore(client, name)
     await store.ensure_indexes()
     yield settings, store, RecordingPublisher(), client[name]
