@@ -9,16 +9,31 @@ import pytest
 
 from streams.app import GC_THRESHOLDS, tune_gc
 
+pytestmark = pytest.mark.unit
+
+CPYTHON_DEFAULTS = (700, 10, 10)
+
 
 @pytest.fixture
 def restored_gc() -> Iterator[None]:
-    thresholds = gc.get_threshold()
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    assert frozen == 0, "something froze objects before the test; it cannot restore that"
     yield
     gc.unfreeze()
     gc.set_threshold(*thresholds)
 
 
-def test_start_up_objects_are_frozen_and_young_collections_are_rarer(restored_gc: None) -> None:
+def _young_collections_while_allocating(count: int) -> int:
+    """Young-generation collections run while `count` tracked containers are allocated."""
+    gc.collect()  # the allocation count starts at zero
+    before = gc.get_stats()[0]["collections"]
+    kept = [[] for _ in range(count)]
+    collections: int = gc.get_stats()[0]["collections"] - before
+    del kept
+    return collections
+
+
+def test_start_up_objects_are_frozen_out_of_the_collectors_walks(restored_gc: None) -> None:
     survivor = [object()]  # alive before tuning, like the modules and classes of the worker
     tune_gc()
 
@@ -26,4 +41,15 @@ def test_start_up_objects_are_frozen_and_young_collections_are_rarer(restored_gc
     assert gc.is_tracked(survivor)
     assert all(o is not survivor for o in gc.get_objects(generation=2))  # frozen: not walked
     assert gc.get_threshold() == GC_THRESHOLDS
-    assert GC_THRESHOLDS[0] > 700  # fewer young collections than CPython's default
+
+
+def test_allocations_that_collect_the_young_generation_by_default_do_not_once_tuned(
+    restored_gc: None,
+) -> None:
+    allocations = 5_000  # several of CPython's young thresholds, fewer than the tuned one
+    gc.set_threshold(*CPYTHON_DEFAULTS)
+    assert _young_collections_while_allocating(allocations) > 0
+
+    tune_gc()
+
+    assert _young_collections_while_allocating(allocations) == 0
