@@ -16,7 +16,6 @@ class Context:
     now: datetime
     day: str  # UTC YYYY-MM-DD of the record's Kafka timestamp (SPEC §4 daily limit)
     currencies: frozenset[str]
-    max_amount: int
     traceparent: str | None = None  # copied onto transfer legs for tracing
 
 

@@ -6,6 +6,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.events import RejectionReason
+from models.ids import leg_message_id
 from models.types import Day, NonNegativeInt, PositiveInt
 
 
@@ -96,7 +97,7 @@ class TransferLeg(_Document):
 
     @property
     def message_id(self) -> str:
-        return f"{self.command_id}:{self.leg}"
+        return leg_message_id(self.command_id, self.leg)
 
     @property
     def account_key(self) -> str:

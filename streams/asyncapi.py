@@ -10,8 +10,8 @@ from pydantic.json_schema import models_json_schema
 from models.commands import COMMAND_MODELS
 from models.documents import TransferLeg
 from models.events import EVENT_MODELS
+from models.ids import LEG_TYPE
 from streams import __version__
-from streams.decode import LEG_TYPE
 from streams.settings import Settings
 
 _REF = "#/components/schemas/{model}"

@@ -13,6 +13,7 @@ from handlers.legs import Journal, journal_of, own_transfer, untrusted
 from models.commands import Deposit, Transfer, Withdrawal
 from models.documents import Account, Entry, TransferLeg, TransferRecord, TransferState
 from models.events import CommandRejected
+from models.ids import leg_inbox_id
 from streams.decode import CommandItem, DeadItem, LegItem, record_day
 from streams.outcomes import StoredEvent, stored_event
 
@@ -87,13 +88,11 @@ class BatchDecider:
         now: datetime,
         source: str,
         currencies: frozenset[str],
-        max_amount: int,
     ) -> None:
         self._loaded = loaded
         self._now = now
         self._source = source
         self._currencies = currencies
-        self._max_amount = max_amount
         self._state: dict[str, Account | None] = {
             key: Account.model_validate(_state_fields(doc)) for key, doc in loaded.accounts.items()
         }
@@ -138,14 +137,16 @@ class BatchDecider:
         else:
             self._decide_command(item)
 
-    def _context(self, command_id: str, message_id: str, record: Any) -> Context:
+    def _context(
+        self, command_id: str, message_id: str, record: Any, traceparent: str | None
+    ) -> Context:
         return Context(
             command_id=command_id,
             message_id=message_id,
             now=self._now,
             day=record_day(record),
             currencies=self._currencies,
-            max_amount=self._max_amount,
+            traceparent=traceparent,
         )
 
     def _decide_command(self, item: CommandItem) -> None:
@@ -158,13 +159,14 @@ class BatchDecider:
             transfer_id_used=isinstance(command, Transfer)
             and command.transfer_id in self._transfers,
         )
-        ctx = self._context(item.event.id, item.event.id, item.record)
+        trace = item.event.attributes.get("traceparent")
+        ctx = self._context(item.event.id, item.event.id, item.record, trace)
         result = decide(command, principal, facts, ctx)
         if isinstance(result, Rejection):
             self._reject(item, result, account_key=key)
             return
         self._note_claims(command)
-        record = self._record(item.inbox_id, ctx, result, item.event.attributes.get("traceparent"))
+        record = self._record(item.inbox_id, ctx, result)
         self._place(key, facts.account, result, record)
         if result.leg is not None:
             self._legs.append((record, result.leg, item.record))
@@ -184,13 +186,13 @@ class BatchDecider:
             return
         key = leg.account_key
         facts = Facts(account=self._state.get(key), transfer=transfer)
-        ctx = self._context(leg.command_id, leg.message_id, item.record)
+        ctx = self._context(leg.command_id, leg.message_id, item.record, leg.traceparent)
         result = decide_leg(leg, facts, ctx)
         if result.transfer is not None:  # settled: a later leg of it in this batch is not
             self._ended[leg.command_id] = result.transfer.state
             if transfer is not None:  # never onto another command's document
                 self._leg_transfers[leg.transfer_id] = result.transfer
-        record = self._record(item.inbox_id, ctx, result, leg.traceparent)
+        record = self._record(item.inbox_id, ctx, result)
         if result.outcome is not None:
             record["completes"] = True
         self._place(key, facts.account, result, record)
@@ -223,10 +225,10 @@ class BatchDecider:
             account = self._state.get(destination)
             if account is None or not local(destination):
                 continue
-            ctx = self._context(leg.command_id, leg.message_id, kafka_record)
-            traceparent = source_record["leg"].get("traceparent")  # as the Kafka leg carries it
+            # the trace the Kafka leg would carry: the transfer command's
+            ctx = self._context(leg.command_id, leg.message_id, kafka_record, leg.traceparent)
             result = decide_leg(leg, Facts(account=account), ctx)
-            record = self._record(f"l:{leg.message_id}", ctx, result, traceparent)
+            record = self._record(leg_inbox_id(leg.command_id, leg.leg), ctx, result)
             if result.outcome is not None:
                 record["completes"] = True
             if destination in plan.touched and destination not in plan.first_round:
@@ -291,15 +293,18 @@ class BatchDecider:
         # outbox, atomically with the state it was decided against (SPEC §8.1).
         self._place(account_key or "", before, Decision(account=None, outcome=None), record)
 
-    def _record(self, inbox_id: str, ctx: Context, result: Decision, trace: str | None) -> Doc:
+    def _record(self, inbox_id: str, ctx: Context, result: Decision) -> Doc:
         event = None
         if result.outcome is not None:
             event = self._event(
-                result.outcome, result.outcome.subject, ctx.command_id, ctx.message_id, trace
+                result.outcome,
+                result.outcome.subject,
+                ctx.command_id,
+                ctx.message_id,
+                ctx.traceparent,
             )
+        # a leg carries the trace itself: the handlers made it with the context's traceparent
         leg = result.leg.model_dump(mode="json") if result.leg is not None else None
-        if leg is not None and trace:
-            leg["traceparent"] = trace
         record: Doc = {
             "_id": inbox_id,
             "command_id": ctx.command_id,

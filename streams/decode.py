@@ -16,12 +16,12 @@ from handlers.auth import Principal, TokenKeys
 from handlers.decision import Rejection
 from models.commands import Command
 from models.documents import TransferLeg
+from models.ids import LEG_TYPE, command_inbox_id, leg_inbox_id
 from streams.codec import CloudEvent, Limits, RawHeaders, Undecodable, decode
 from streams.fetch import UnreadableRecord
 from streams.legs import verify_leg
 from streams.settings import Settings
 
-LEG_TYPE = "tally.transfer.leg.v1"
 LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it (ADR 0007)
 
 
@@ -43,7 +43,7 @@ class LegItem:
 
     @property
     def inbox_id(self) -> str:
-        return f"l:{self.leg.message_id}"
+        return leg_inbox_id(self.leg.command_id, self.leg.leg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +74,6 @@ class StaticKeys:
 
     async def keys_for(self, tokens: Sequence[str]) -> TokenKeys:
         return self.keys
-
-
-def command_inbox_id(command_id: str) -> str:
-    # Commands and legs share the inbox; prefixes keep a command id from posing as a leg id.
-    return f"c:{command_id}"
 
 
 def record_time(record: Any) -> datetime | None:

@@ -6,32 +6,39 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from handlers.legs import journal_ids
 from models.commands import Deposit, Transfer, Withdrawal
-from models.documents import Account, TransferLeg
+from models.documents import TransferLeg
+from models.ids import LEG_TYPE, command_inbox_id, leg_inbox_id, leg_message_id
 from streams import metrics
 from streams.batch import BatchDecider, Doc, Loaded, Plan, note_claims, ref_id
 from streams.decode import (
-    LEG_TYPE,
     CommandItem,
     DeadItem,
     Decoder,
     Item,
     LegItem,
-    command_inbox_id,
     leg_value,
 )
 from streams.legs import MAC_HEADER, sign_leg
 from streams.publish import KafkaPublisher, Message, dead_letter, outcome_message
 from streams.settings import Settings
-from streams.store import AccountWrite, Effects, MongoStore, outbox_records
+from streams.store import MongoStore, outbox_records
+from streams.writes import (
+    InFlight,
+    account_writes,
+    carry,
+    effects,
+    inbox_record,
+    inbox_records,
+    merged,
+)
 
 T = TypeVar("T")
-_INBOX_FIELDS = ("_id", "command_id", "outcome", "leg", "at")
 
 
 class StaleDecisionError(Exception):
@@ -48,19 +55,7 @@ class Decided:
     size: int
     generation: int  # Pipeline.generation when decided; apply() refuses another one
     inbox: list[Doc] = field(default_factory=list)  # inbox form of every decision, by apply()
-    in_flight: _InFlight | None = None  # set by apply(), until flush() succeeds
-
-
-@dataclass(slots=True)
-class _InFlight:
-    """A batch between apply() and the end of its flush(): durable in its accounts' outboxes,
-    not yet (all) in the inbox. Batches decided or applied meanwhile must see its decisions,
-    and an account written again meanwhile must keep its records in the new outbox."""
-
-    records: dict[str, Doc] = field(default_factory=dict)  # inbox id -> its inbox form
-    transfer_ids: set[str] = field(default_factory=set)
-    ref_ids: set[str] = field(default_factory=set)
-    outboxes: dict[str, list[Doc]] = field(default_factory=dict)  # account -> records written
+    in_flight: InFlight | None = None  # set by apply(), until flush() succeeds
 
 
 THREAD_MIN_RECORDS = 200  # batches this large are decoded and decided in a thread
@@ -94,7 +89,7 @@ class Pipeline:
         self._accounts: dict[str, Doc] = {}
         # Applied batches whose flush has not succeeded yet, oldest first (the worker allows
         # one flush to overlap the next batch's apply).
-        self._in_flight: list[_InFlight] = []
+        self._in_flight: list[InFlight] = []
         self.generation = 0  # bumped whenever the caches are dropped
 
     def forget_accounts(self) -> None:
@@ -176,7 +171,6 @@ class Pipeline:
             now=now,
             source=self._settings.event_source,
             currencies=self._settings.currencies,
-            max_amount=self._settings.max_amount,
         )
         for item in work:
             decider.apply(item)
@@ -187,7 +181,7 @@ class Pipeline:
         keys, transfers, refs, leg_transfers = _wanted(work, self._local)
         inbox_ids = [i.inbox_id for i in work if isinstance(i, CommandItem | LegItem)]
         store = self._store
-        in_flight = _merged(self._in_flight)  # as of now, even if a flush ends during the reads
+        in_flight = merged(self._in_flight)  # as of now, even if a flush ends during the reads
         cached = {key: self._accounts[key] for key in keys if key in self._accounts}
         accounts, inbox, found_transfers, found_refs = await asyncio.gather(
             store.find_by_ids(store.accounts, [key for key in keys if key not in cached]),
@@ -251,15 +245,15 @@ class Pipeline:
         store, plan = self._store, decided.plan
         # (a) decisions that touch no existing account become final before any account
         # changes, so a redelivery cannot decide them differently against newer state.
-        taken = await store.put_inbox([_inbox_record(r) for r in plan.first_inbox])
+        taken = await store.put_inbox([inbox_record(r) for r in plan.first_inbox])
         if taken:  # another worker decided these first (a rebalance race): theirs is final
             await self._adopt_decisions(plan, taken)
         # A flush that failed meanwhile dropped the caches and the batches in flight, whose
         # records must be carried into the outboxes written here: decide again instead.
         self._refuse_if_stale(decided)
-        first, second = _account_writes(plan)
+        first, second = account_writes(plan)
         own = {w.document["_id"]: w.outbox for w in [*first, *second]}
-        first, second = _carry(self._in_flight, first), _carry(self._in_flight, second)
+        first, second = carry(self._in_flight, first), carry(self._in_flight, second)
         with _stage("accounts"):
             await store.write_accounts(first)  # (b) one atomic write per account
             # (b2) destinations credited locally, once the debits they depend on are durable
@@ -268,8 +262,8 @@ class Pipeline:
         self._refuse_if_stale(decided)
         # Durable now (ADR 4): the next batch may be decided on this state while this one
         # flushes; these decisions count as final for it, and these outboxes as handled.
-        decided.inbox = _inbox_records(plan)
-        in_flight = _InFlight({r["_id"]: r for r in decided.inbox})
+        decided.inbox = inbox_records(plan)
+        in_flight = InFlight({r["_id"]: r for r in decided.inbox})
         for record in plan.flush:
             note_claims(record, in_flight.ref_ids, in_flight.transfer_ids)
         in_flight.outboxes = own  # without what was carried: that stays with its own batch
@@ -284,7 +278,7 @@ class Pipeline:
     async def _flush(self, decided: Decided) -> None:
         store, plan, dead = self._store, decided.plan, decided.dead
         with _stage("effects"):
-            await store.write_effects(_effects(plan.flush))  # (c) journal, transfers, refs
+            await store.write_effects(effects(plan.flush))  # (c) journal, transfers, refs
         # (d) publish, and make the decisions final in the inbox, at once: either alone is
         # safe after a crash, since a redelivered command finds its inbox record or its
         # account's outbox, and then republishes the same outcome.
@@ -329,7 +323,7 @@ class Pipeline:
                 messages.append(outcome_message(s.topic_events, record["outcome"]))
             leg = record.get("leg")
             # A leg settled in this very flush (local settlement) needs no message.
-            if leg and f"l:{leg['command_id']}:{leg['leg']}" not in flushed:
+            if leg and leg_inbox_id(leg["command_id"], leg["leg"]) not in flushed:
                 messages.append(self._leg_message(leg))
         # decoded as dead letters, and legs of no debit in flight (untrusted_leg)
         dead_letters = [*dead, *plan.dead]
@@ -340,7 +334,7 @@ class Pipeline:
         account = leg["to_account"] if leg["leg"] == "credit" else leg["from_account"]
         headers = [
             ("ce_specversion", b"1.0"),
-            ("ce_id", f"{leg['command_id']}:{leg['leg']}".encode()),
+            ("ce_id", leg_message_id(leg["command_id"], leg["leg"]).encode()),
             ("ce_source", self._settings.event_source.encode()),
             ("ce_type", LEG_TYPE.encode()),
             ("ce_subject", account.encode()),
@@ -359,64 +353,6 @@ async def _compute(offload: bool, work: Callable[..., T], *args: Any) -> T:
 
 def _nowhere(account: str) -> bool:
     return False
-
-
-def _merged(batches: list[_InFlight]) -> _InFlight:
-    merged = _InFlight()
-    for batch in batches:
-        merged.records |= batch.records
-        merged.transfer_ids |= batch.transfer_ids
-        merged.ref_ids |= batch.ref_ids
-    return merged
-
-
-def _carry(batches: list[_InFlight], writes: list[AccountWrite]) -> list[AccountWrite]:
-    """Keep the records of batches still flushing in the outboxes written over theirs.
-
-    An account's outbox is what a crash recovers from (ADR 4): replacing it before its
-    records are flushed would lose them. Carried records already flushed by the time of a
-    crash are found in the inbox then and only republished (same event ids, §8.1)."""
-    if not batches:
-        return writes
-    result = []
-    for write in writes:
-        key = write.document["_id"]
-        own = {r["_id"] for r in write.outbox}
-        carried = [
-            r for batch in batches for r in batch.outboxes.get(key, ()) if r["_id"] not in own
-        ]
-        result.append(replace(write, outbox=carried + write.outbox) if carried else write)
-    return result
-
-
-def _account_writes(plan: Plan) -> tuple[list[AccountWrite], list[AccountWrite]]:
-    """The two rounds of account writes: everything but local credits, then local credits.
-
-    An account credited locally is written once, in the second round, unless it is itself the
-    source of a local credit: then the first round writes its state before the credits (so
-    its debits are durable before the credits they pay for), and the second round the rest.
-    """
-    deferred = plan.second_round - plan.sources
-    first: list[AccountWrite] = []
-    for key, account in plan.touched.items():
-        if key in deferred:
-            continue
-        outbox = plan.outboxes.get(key, [])
-        if key in plan.second_round:
-            account, outbox = plan.first_round[key]
-        first.append(AccountWrite(_state(account), plan.versions[key], outbox))
-    written = {w.document["_id"]: w.loaded_version for w in first}
-    second: list[AccountWrite] = []
-    for key in plan.second_round:
-        version = plan.versions[key]
-        if key in written:
-            version = 1 if version is None else version + 1
-        second.append(AccountWrite(_state(plan.touched[key]), version, plan.outboxes[key]))
-    return first, second
-
-
-def _state(account: Account) -> Doc:
-    return account.model_dump(by_alias=True, exclude={"version"})
 
 
 def _wanted(
@@ -441,50 +377,6 @@ def _wanted(
             if isinstance(command, Deposit | Withdrawal):
                 refs.append(ref_id(command.account_id, command.external_ref))
     return keys, transfers, refs, leg_transfers
-
-
-def _inbox_records(plan: Plan) -> list[Doc]:
-    """The inbox form of every decision of the batch."""
-    terminal = {r["command_id"]: r["outcome"] for r in plan.flush if r.get("completes")}
-    return [
-        _inbox_record(r, terminal.get(r["command_id"]) if r["_id"].startswith("c:") else None)
-        for r in plan.flush
-    ]
-
-
-def _inbox_record(record: Doc, terminal: Doc | None = None) -> Doc:
-    """The inbox form of a decision; a transfer settled in the same flush gets its outcome."""
-    inbox = {k: record[k] for k in _INBOX_FIELDS if k in record}
-    if terminal is not None and not record.get("outcome"):
-        inbox |= {"outcome": terminal, "leg": None}
-    return inbox
-
-
-def _effects(records: list[Doc]) -> Effects:
-    effects = Effects()
-    debited: dict[str, Doc] = {}
-    for record in records:
-        effects.entries += record.get("entries", [])
-        transfer = record.get("transfer")
-        if transfer is not None and transfer["state"] == "debited":
-            debited[transfer["_id"]] = transfer
-        for entry in record.get("entries", []):
-            if entry.get("external_ref"):
-                ref = ref_id(entry["account_id"], entry["external_ref"])
-                effects.refs.append({"_id": ref, "command_id": entry["command_id"]})
-    for record in records:
-        transfer = record.get("transfer")
-        if transfer is None or transfer["state"] == "debited":
-            continue
-        fields = {k: transfer[k] for k in ("state", "reason", "updated_at")}
-        update = {"_id": transfer["_id"], "command_id": transfer["command_id"], "set": fields}
-        if transfer["_id"] in debited:  # debit and settlement in one flush: insert it settled
-            debited[transfer["_id"]] = {**debited[transfer["_id"]], **fields}
-            effects.settle_if_present.append(update)
-        else:
-            effects.transfer_updates.append(update)
-    effects.new_transfers = list(debited.values())
-    return effects
 
 
 @contextmanager

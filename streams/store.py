@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import bson
@@ -16,8 +15,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from models.ids import command_inbox_id
 from streams import metrics
-from streams.decode import command_inbox_id
+from streams.errors import TallyError
+from streams.writes import AccountWrite, Effects
 
 Doc = dict[str, Any]
 _DUPLICATE_KEY = 11000
@@ -25,30 +26,8 @@ UPDATE_STREAMS = 4  # concurrent bulk writes for a batch's updates (see _parts)
 _OUTBOX_CODEC: CodecOptions[Doc] = CodecOptions(tz_aware=True)
 
 
-class ConflictError(Exception):
+class ConflictError(TallyError):
     """Another writer changed an account since it was loaded; the batch is decided again."""
-
-
-@dataclass(frozen=True, slots=True)
-class AccountWrite:
-    """The new state of one account and the outbox of the decisions made on it."""
-
-    document: Doc
-    loaded_version: int | None  # None: the account is new (opened in this batch)
-    outbox: list[Doc]
-
-
-@dataclass(slots=True)
-class Effects:
-    """Idempotent writes derived from decisions (deterministic ids; safe to repeat)."""
-
-    entries: list[Doc] = field(default_factory=list)
-    new_transfers: list[Doc] = field(default_factory=list)
-    transfer_updates: list[Doc] = field(default_factory=list)
-    # settlements of transfers in new_transfers (inserted settled): applied only where the
-    # insert found the debited document of an earlier, interrupted flush
-    settle_if_present: list[Doc] = field(default_factory=list)
-    refs: list[Doc] = field(default_factory=list)
 
 
 class MongoStore:

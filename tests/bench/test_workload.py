@@ -26,7 +26,6 @@ def _context(command_id: str) -> Context:
         now=NOW,
         day=NOW.strftime("%Y-%m-%d"),
         currencies=frozenset({"EUR"}),
-        max_amount=10**15,
     )
 
 

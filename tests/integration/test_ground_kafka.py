@@ -20,7 +20,13 @@ async def test_a_created_topic_has_the_partitions_asked_for(unique_name: str) ->
     await admin.start()
     try:
         await admin.create_topics([NewTopic(unique_name, num_partitions=3, replication_factor=1)])
-        described = await admin.describe_topics([unique_name])
+        # The controller answers the creation before every broker's metadata has the topic.
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            described = await admin.describe_topics([unique_name])
+            if described[0]["partitions"] or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.1)
         assert len(described[0]["partitions"]) == 3
         await admin.delete_topics([unique_name])
     finally:

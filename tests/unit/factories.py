@@ -25,7 +25,6 @@ def context(command_id: str = "cmd-1", *, day: str = DAY, now: datetime = NOW) -
         now=now,
         day=day,
         currencies=CURRENCIES,
-        max_amount=10**15,
     )
 
 

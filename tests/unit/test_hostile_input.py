@@ -221,7 +221,6 @@ def intake(records: list[Record]) -> tuple[list[Any], BatchDecider]:
         now=NOW,
         source="tally",
         currencies=SETTINGS.currencies,
-        max_amount=SETTINGS.max_amount,
     )
     for item in items:
         if not isinstance(item, DeadItem):

@@ -94,7 +94,7 @@ def test_an_accepted_transfer_records_the_transfer_as_debited() -> None:
 
 def test_the_credit_leg_carries_the_commands_traceparent() -> None:
     trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    ctx = Context("cmd-t", "cmd-t", NOW, DAY, frozenset({"EUR"}), 10**15, traceparent=trace)
+    ctx = Context("cmd-t", "cmd-t", NOW, DAY, frozenset({"EUR"}), traceparent=trace)
     leg = debit(ctx).leg
     assert leg is not None
     assert leg.traceparent == trace
