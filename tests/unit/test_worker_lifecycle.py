@@ -1,4 +1,7 @@
-"""Worker lifecycle edge cases: the shutdown deadline, closing the clients, a full batch ahead."""
+"""Worker lifecycle edge cases: the shutdown deadline, closing the clients, a full batch ahead.
+
+Fakes stand in for the pipeline and the Kafka clients; the worker's own Mongo client is built
+but never used, and points nowhere, so a test that reached a server would fail."""
 
 from __future__ import annotations
 
@@ -11,7 +14,16 @@ import pytest
 from streams.app import Worker, _Batch
 from streams.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.unit
+
+
+def settings(**overrides: Any) -> Settings:
+    return Settings(
+        jwt_secret="x" * 40,
+        mongo_uri="mongodb://127.0.0.1:9",  # discard port: nothing answers there
+        kafka_bootstrap="127.0.0.1:9",
+        **overrides,
+    )
 
 
 class HangingPipeline:
@@ -19,21 +31,26 @@ class HangingPipeline:
 
     generation = 0
 
+    def __init__(self) -> None:
+        self.waiting = asyncio.Event()
+
     async def decide(self, records: Any, fetched_at: float) -> None:
+        self.waiting.set()
         await asyncio.Event().wait()
 
 
 async def test_a_batch_stuck_on_the_database_is_left_for_redelivery_by_the_deadline() -> None:
-    settings = Settings(jwt_secret="x" * 40, shutdown_timeout=2.0)
-    worker = Worker(settings)
-    worker._pipeline = HangingPipeline()  # type: ignore[assignment]  # the test's seam
+    configured = settings(shutdown_timeout=2.0)
+    worker = Worker(configured)
+    pipeline = HangingPipeline()
+    worker._pipeline = pipeline  # type: ignore[assignment]  # the test's seam
     attempt = asyncio.create_task(worker._process(_Batch({"tp": ["record"]}, time.time())))
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(pipeline.waiting.wait(), timeout=30)
     began = time.monotonic()
     worker.stop()
-    committed = await asyncio.wait_for(attempt, timeout=settings.shutdown_timeout + 1)
+    committed = await asyncio.wait_for(attempt, timeout=configured.shutdown_timeout + 1)
     assert committed is False  # not committed: the next owner gets the batch again
-    assert time.monotonic() - began < settings.shutdown_timeout
+    assert time.monotonic() - began < configured.shutdown_timeout  # the deadline is the point
     await worker._store.close()
 
 
@@ -51,7 +68,7 @@ class Client:
 async def test_a_client_whose_close_raises_cancelled_error_does_not_stop_the_others() -> None:
     # Seen in the chaos suite: SIGTERM during a broker outage, and aiokafka's consumer.stop()
     # let its fetch task's CancelledError out; the worker exited 1 instead of 0.
-    worker = Worker(Settings(jwt_secret="x" * 40))
+    worker = Worker(settings())
     await worker._store.close()
     consumer, producer, admin, store = (
         Client(asyncio.CancelledError()),
@@ -85,8 +102,7 @@ class FullBufferConsumer:
 async def test_a_full_batch_left_undecided_ahead_is_handled_without_a_top_up() -> None:
     # A backlog batch fetched ahead whose decide failed (an outage) is as big as a batch may
     # be: there is no room to top it up, and asking aiokafka for 0 records raises.
-    settings = Settings(jwt_secret="x" * 40, batch_max_records=4)
-    worker = Worker(settings)
+    worker = Worker(settings(batch_max_records=4))
     await worker._store.close()
     handled: list[Any] = []
 
@@ -127,7 +143,7 @@ class RevokingConsumer:
 async def test_a_batch_retried_through_an_outage_stops_when_its_partitions_are_revoked() -> None:
     # A worker that lost its partitions while retrying must leave the records to their new
     # owner instead of racing it (its writes would only be refused by the version check).
-    worker = Worker(Settings(jwt_secret="x" * 40, retry_backoff_max=0.05))
+    worker = Worker(settings(retry_backoff_max=0.05))
     pipeline = FailingPipeline()
     worker._pipeline = pipeline  # type: ignore[assignment]  # the test's seam
     worker._consumer = RevokingConsumer(pipeline)  # type: ignore[assignment]
@@ -151,16 +167,22 @@ class OverlapPipeline:
         self.generation = 0
         self.calls: list[tuple[str, list[int]]] = []
         self.fail_first_flush = True
+        self.next_applied = asyncio.Event()
 
     async def decide(self, records: Any, fetched_at: float) -> Any:
         self.calls.append(("decide", [r.offset for r in records]))
         return type("D", (), {"generation": self.generation, "records": records})()
 
     async def apply(self, decided: Any) -> None:
-        self.calls.append(("apply", [r.offset for r in decided.records]))
+        offsets = [r.offset for r in decided.records]
+        self.calls.append(("apply", offsets))
+        if offsets == [3]:
+            self.next_applied.set()
 
     async def flush(self, decided: Any) -> None:
-        await asyncio.sleep(0.05)  # still flushing while the next batch is applied
+        # Still flushing while the next batch is applied; a worker that waited for this flush
+        # first would time out here, and the calls asserted would differ.
+        await asyncio.wait_for(self.next_applied.wait(), timeout=30)
         self.calls.append(("flush", [r.offset for r in decided.records]))
         if self.fail_first_flush:
             self.fail_first_flush = False
@@ -185,7 +207,7 @@ class CommitConsumer:
 
 
 async def test_a_failed_flush_is_retried_with_the_batch_applied_while_it_ran() -> None:
-    worker = Worker(Settings(jwt_secret="x" * 40))
+    worker = Worker(settings())
     pipeline, consumer = OverlapPipeline(), CommitConsumer()
     worker._pipeline = pipeline  # type: ignore[assignment]  # the test's seams
     worker._consumer = consumer  # type: ignore[assignment]
