@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from handlers.legs import journal_ids
-from models.commands import Deposit, Transfer, Withdrawal
+from models.commands import COMMAND_MODELS, Deposit, Transfer, Withdrawal
 from models.documents import TransferLeg
 from models.ids import LEG_TYPE, command_inbox_id, leg_inbox_id, leg_message_id
 from streams import metrics
@@ -25,9 +25,10 @@ from streams.decode import (
     leg_value,
 )
 from streams.legs import MAC_HEADER, sign_leg
+from streams.ports import Store
 from streams.publish import KafkaPublisher, Message, dead_letter, outcome_message
 from streams.settings import Settings
-from streams.store import MongoStore, outbox_records
+from streams.store import outbox_records
 from streams.writes import (
     InFlight,
     account_writes,
@@ -39,6 +40,7 @@ from streams.writes import (
 )
 
 T = TypeVar("T")
+UNKNOWN_TYPE = "unknown"  # the `type` label of commands whose type Tally does not know
 
 
 class StaleDecisionError(Exception):
@@ -68,7 +70,7 @@ class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        store: MongoStore,
+        store: Store,
         publisher: KafkaPublisher,
         decoder: Decoder,
         local: Callable[[str], bool] | None = None,
@@ -184,11 +186,11 @@ class Pipeline:
         in_flight = merged(self._in_flight)  # as of now, even if a flush ends during the reads
         cached = {key: self._accounts[key] for key in keys if key in self._accounts}
         accounts, inbox, found_transfers, found_refs = await asyncio.gather(
-            store.find_by_ids(store.accounts, [key for key in keys if key not in cached]),
-            store.find_by_ids(store.inbox, inbox_ids),
+            store.find_by_ids("accounts", [key for key in keys if key not in cached]),
+            store.find_by_ids("inbox", inbox_ids),
             # with the transfers the batch's legs settle: no extra round trip (ADR 6)
-            store.find_by_ids(store.transfers, [*transfers, *leg_transfers]),
-            store.find_by_ids(store.refs, refs),
+            store.find_by_ids("transfers", [*transfers, *leg_transfers]),
+            store.find_by_ids("external_refs", refs),
         )
         accounts |= cached
         # The batch still flushing is final, though its inbox records may not be written yet.
@@ -201,7 +203,7 @@ class Pipeline:
         known = inbox.keys() | in_flight.records.keys()
         unknown = [r["_id"] for records in maybe.values() for r in records if r["_id"] not in known]
         if unknown:
-            inbox |= await store.find_by_ids(store.inbox, unknown)
+            inbox |= await store.find_by_ids("inbox", unknown)
             known = inbox.keys() | in_flight.records.keys()
         unflushed = {
             key: pending
@@ -236,8 +238,8 @@ class Pipeline:
         sources = {leg.from_account for leg in legs}
         known = {a: accounts[a] for a in sources if a in accounts}
         entries, found = await asyncio.gather(
-            store.find_by_ids(store.entries, ids),
-            store.find_by_ids(store.accounts, sources - known.keys()),
+            store.find_by_ids("entries", ids),
+            store.find_by_ids("accounts", sources - known.keys()),
         )
         return entries, {a: doc["currency"] for a, doc in (known | found).items()}
 
@@ -308,7 +310,7 @@ class Pipeline:
             del self._accounts[next(iter(self._accounts))]
 
     async def _adopt_decisions(self, plan: Plan, ids: list[str]) -> None:
-        stored = await self._store.find_by_ids(self._store.inbox, ids)
+        stored = await self._store.find_by_ids("inbox", ids)
         for record in plan.first_inbox:
             if record["_id"] in stored:
                 record["outcome"] = stored[record["_id"]].get("outcome")
@@ -393,7 +395,10 @@ def _observe(plan: Plan, dead: list[DeadItem], fetched_at: float, size: int) -> 
     metrics.BATCH_SIZE.observe(size)
     for command_type, verdict in plan.accepted:
         outcome = "accepted" if verdict == "accepted" else "rejected"
-        metrics.COMMANDS.labels(command_type, outcome).inc()
+        # `type` is the producer's text: a label per unknown value would let anyone grow the
+        # metric without end, so every type Tally does not know counts as one.
+        label = command_type if command_type in COMMAND_MODELS else UNKNOWN_TYPE
+        metrics.COMMANDS.labels(label, outcome).inc()
         if outcome == "rejected":
             metrics.REJECTIONS.labels(verdict).inc()
     for stamp in plan.timestamps:

@@ -18,6 +18,7 @@ from pymongo.errors import BulkWriteError
 from models.ids import command_inbox_id
 from streams import metrics
 from streams.errors import TallyError
+from streams.ports import Collection
 from streams.writes import AccountWrite, Effects
 
 Doc = dict[str, Any]
@@ -41,6 +42,13 @@ class MongoStore:
         self.transfers: AsyncCollection[Doc] = db["transfers"]
         self.inbox: AsyncCollection[Doc] = db["inbox"]
         self.refs: AsyncCollection[Doc] = db["external_refs"]
+        self._collections: dict[Collection, AsyncCollection[Doc]] = {
+            "accounts": self.accounts,
+            "entries": self.entries,
+            "transfers": self.transfers,
+            "inbox": self.inbox,
+            "external_refs": self.refs,
+        }
 
     @classmethod
     def connect(cls, uri: str, database: str, timeout_ms: int = 5000) -> MongoStore:
@@ -76,14 +84,13 @@ class MongoStore:
             await self.transfers.create_index("from_account")
             await self.transfers.create_index("to_account")
 
-    async def find_by_ids(
-        self, collection: AsyncCollection[Doc], ids: Iterable[str]
-    ) -> dict[str, Doc]:
+    async def find_by_ids(self, collection: Collection, ids: Iterable[str]) -> dict[str, Doc]:
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
-        async with _timed(f"find_{collection.name}"):
-            return {doc["_id"]: doc async for doc in collection.find({"_id": {"$in": wanted}})}
+        async with _timed(f"find_{collection}"):
+            found = self._collections[collection].find({"_id": {"$in": wanted}})
+            return {doc["_id"]: doc async for doc in found}
 
     async def put_inbox(self, records: Sequence[Doc]) -> list[str]:
         """Insert inbox records; an existing record wins (first decision is final).

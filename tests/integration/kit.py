@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from handlers.auth import TokenKeys
 from streams.decode import Decoder
 from streams.pipeline import Pipeline
+from streams.ports import Store
 from streams.publish import Message
 from streams.settings import Settings
 from streams.store import MongoStore
@@ -136,9 +137,10 @@ class Recorder:
 
 
 def pipeline(
-    settings: Settings, store: MongoStore, publisher: Recorder, *, local: bool = False
+    settings: Settings, store: Store, publisher: Recorder, *, local: bool = False
 ) -> Pipeline:
-    """A pipeline on the real store; `local`: this worker owns every account (ADR 5)."""
+    """A pipeline on `store` (the real one, or InMemoryStore); `local`: this worker owns every
+    account (ADR 5)."""
     decoder = Decoder(settings, TokenKeys(secret=SECRET))
     owns = (lambda account: True) if local else None
     return Pipeline(settings, store, publisher, decoder, local=owns)  # type: ignore[arg-type]

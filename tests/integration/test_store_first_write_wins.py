@@ -53,7 +53,7 @@ async def test_inbox_records_are_inserted_and_the_first_one_wins(
             {"_id": "c:2", "command_id": "2", "outcome": {"v": "other"}},
         ]
     )
-    found = await mongo.find_by_ids(mongo.inbox, ["c:1", "c:2"])
+    found = await mongo.find_by_ids("inbox", ["c:1", "c:2"])
     assert found["c:1"]["outcome"] == {"v": "first"}
     assert found["c:2"]["outcome"] == {"v": "other"}
     # FerretDB runs an update or upsert by _id as a scan of the whole collection.
@@ -73,9 +73,9 @@ async def test_repeated_effects_are_inserts_that_keep_the_first_document(
     settled = {"_id": "t1", "command_id": "c1", "set": {"state": "completed"}}
     await mongo.write_effects(Effects(transfer_updates=[settled]))
     await mongo.write_effects(effects)  # a replayed flush after a crash
-    transfer = await mongo.find_by_ids(mongo.transfers, ["t1"])
+    transfer = await mongo.find_by_ids("transfers", ["t1"])
     assert transfer["t1"]["state"] == "completed"
-    assert await mongo.find_by_ids(mongo.refs, ["a/r1"]) == {
+    assert await mongo.find_by_ids("external_refs", ["a/r1"]) == {
         "a/r1": {"_id": "a/r1", "command_id": "c1"}
     }
     updates = [collection for name, collection in commands.seen if name == "update"]
