@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession
 
+from tests.conftest import eventually
 from tests.e2e.harness import Tally
 
 pytestmark = pytest.mark.e2e
@@ -42,9 +43,10 @@ async def test_a_sigterm_while_the_worker_starts_is_a_clean_stop(tmp_path: Path)
     deployment = Tally()
     process = deployment.start(tmp_path / "worker.log", TALLY_SHUTDOWN_TIMEOUT="10")
     try:
-        deadline = time.monotonic() + 20
-        while not _catches_sigterm(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        # Checked often: the window between the handler and the end of start-up is short.
+        await eventually(
+            lambda: _catches_sigterm(process.pid), "the worker catches SIGTERM", every=0.005
+        )
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
         assert code == 0, (tmp_path / "worker.log").read_text()[-2000:]

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.kafka import take_arrived
 from tests.chaos.kafka_io import create_topics, delete_topics
-from tests.conftest import KAFKA_BOOTSTRAP
+from tests.conftest import KAFKA_BOOTSTRAP, eventually
 from tests.integration.kit import group_consumer
 
 pytestmark = pytest.mark.integration
@@ -46,9 +46,14 @@ async def _one_answered_fetch_then_two_more(
         while _values(await consumer.getmany(timeout_ms=1000)) != [b"r0"]:
             pass
     await producer.send_and_wait(topic, b"r1")
-    await asyncio.sleep(0.5)  # the pending fetch is answered with r1
+    # The pending fetch is answered with r1: the answer's high watermark (after r1) is noted
+    # as the answer is buffered.
+    tp = TopicPartition(topic, 0)
+    await eventually(lambda: consumer.highwater(tp) == 2, "the fetch answered with r1")
     await producer.send_and_wait(topic, b"r2")
     await producer.send_and_wait(topic, b"r3")
+    # On purpose, time passes: a consumer that fetched again unasked would bring r2 and r3
+    # meanwhile, and the tests would say so. Nothing to poll for: it is what must not happen.
     await asyncio.sleep(0.5)
 
 
