@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 
 from streams import asyncapi, fetch, kafka, kafka_auth, metrics
 from streams.decode import Decoder
-from streams.errors import is_outage
+from streams.errors import TallyError, is_outage
 from streams.health import Health
 from streams.isolate import Isolator
 from streams.jwks import key_source
@@ -514,7 +514,7 @@ class Worker:
                 log.warning("close failed", extra={"client": name, "error": "cancelled inside"})
 
 
-class _PreviousFlushFailedError(Exception):
+class _PreviousFlushFailedError(TallyError):
     """The batch before this one did not flush: both are decided again, together."""
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
-from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, WriteConcernError
-
 
 class TallyError(Exception):
     """Root of Tally's own exceptions."""
@@ -23,6 +20,11 @@ def is_outage(error: BaseException) -> bool:
     MongoDB errors only when the driver says the connection or the server's state is at
     fault. When unsure, it is a defect: the records are isolated, and each one is only
     dead-lettered after the database and the broker have answered (streams.isolate)."""
+    # Imported here, not at the top: settings and the CLI's light commands (`tally token`)
+    # raise TallyErrors too, and should not load the Kafka and MongoDB drivers to do so.
+    from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+    from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, WriteConcernError
+
     if isinstance(error, OutageError | TimeoutError | ConnectionError):
         return True
     if isinstance(error, KafkaError):

@@ -16,12 +16,13 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from streams import fetch
+from streams.errors import TallyError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class TopicError(Exception):
+class TopicError(TallyError):
     """The topics cannot be used as Tally needs them (e.g. not co-partitioned)."""
 
 

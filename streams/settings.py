@@ -10,10 +10,11 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams import keymaterial
+from streams.errors import TallyError
 from streams.legs import derive_leg_key
 
 
-class ConfigError(Exception):
+class ConfigError(TallyError):
     """Bad configuration; the message is one line naming the variable."""
 
 
