@@ -27,7 +27,7 @@ def _young_collections_while_allocating(count: int) -> int:
     """Young-generation collections run while `count` tracked containers are allocated."""
     gc.collect()  # the allocation count starts at zero
     before = gc.get_stats()[0]["collections"]
-    kept = [[] for _ in range(count)]
+    kept: list[list[object]] = [[] for _ in range(count)]
     collections: int = gc.get_stats()[0]["collections"] - before
     del kept
     return collections
