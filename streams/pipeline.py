@@ -16,6 +16,7 @@ from models.documents import TransferLeg
 from models.ids import LEG_TYPE, command_inbox_id, leg_inbox_id, leg_message_id
 from streams import metrics
 from streams.batch import BatchDecider, Doc, Loaded, Plan, note_claims, ref_id
+from streams.codec import binary_headers
 from streams.decode import (
     CommandItem,
     DeadItem,
@@ -24,6 +25,7 @@ from streams.decode import (
     LegItem,
     leg_value,
 )
+from streams.errors import TallyError
 from streams.legs import MAC_HEADER, sign_leg
 from streams.ports import Store
 from streams.publish import KafkaPublisher, Message, dead_letter, outcome_message
@@ -43,7 +45,7 @@ T = TypeVar("T")
 UNKNOWN_TYPE = "unknown"  # the `type` label of commands whose type Tally does not know
 
 
-class StaleDecisionError(Exception):
+class StaleDecisionError(TallyError):
     """A batch decided before a failure or a rebalance emptied the caches: decide it again."""
 
 
@@ -334,14 +336,14 @@ class Pipeline:
 
     def _leg_message(self, leg: Doc) -> Message:
         account = leg["to_account"] if leg["leg"] == "credit" else leg["from_account"]
-        headers = [
-            ("ce_specversion", b"1.0"),
-            ("ce_id", leg_message_id(leg["command_id"], leg["leg"]).encode()),
-            ("ce_source", self._settings.event_source.encode()),
-            ("ce_type", LEG_TYPE.encode()),
-            ("ce_subject", account.encode()),
-            ("content-type", b"application/json"),
-        ]
+        headers = binary_headers(
+            {
+                "id": leg_message_id(leg["command_id"], leg["leg"]),
+                "source": self._settings.event_source,
+                "type": LEG_TYPE,
+                "subject": account,
+            }
+        )
         value = leg_value(leg)
         # Only a holder of the leg key can make a leg that moves money (SPEC §8.8, ADR 6).
         headers.append((MAC_HEADER, sign_leg(self._leg_key, value)))

@@ -6,7 +6,6 @@ import pytest
 from pydantic import ValidationError
 
 from models.documents import Account, TransferLeg
-from models.envelope import Envelope
 from models.events import EVENT_MODELS, CommandRejected, ErrorItem, RejectionReason
 
 from .factories import NOW, account
@@ -94,21 +93,6 @@ def test_a_refund_leg_needs_a_reason_and_a_credit_leg_has_none() -> None:
         TransferLeg.model_validate(base | {"leg": "refund"})
     with pytest.raises(ValidationError):
         TransferLeg.model_validate(base | {"leg": "credit", "reason": "account_closed"})
-
-
-def test_an_envelope_holds_raw_or_parsed_data() -> None:
-    raw = Envelope(specversion="1.0", id="c", source="app", type="t", data=b"{}")
-    parsed = Envelope(specversion="1.0", id="c", source="app", type="t", data={"a": 1})
-    assert (raw.data, parsed.data, raw.time) == (b"{}", {"a": 1}, None)
-
-
-@pytest.mark.parametrize(
-    "changes", [{"specversion": "0.3"}, {"id": ""}, {"id": "x" * 129}, {"source": ""}]
-)
-def test_an_envelope_with_bad_required_attributes_is_refused(changes: dict[str, str]) -> None:
-    fields = {"specversion": "1.0", "id": "c", "source": "app", "type": "t"} | changes
-    with pytest.raises(ValidationError):
-        Envelope.model_validate(fields)
 
 
 def test_documents_keep_timestamps_as_datetimes() -> None:
