@@ -15,9 +15,9 @@ from typing import Any
 from aiokafka.errors import KafkaError
 
 from streams import asyncapi, fetch, kafka, kafka_auth, metrics
-from streams.decode import Decoder
 from streams.errors import TallyError, is_outage
 from streams.health import Health
+from streams.intake import Decoder
 from streams.isolate import Isolator
 from streams.jwks import key_source
 from streams.pipeline import Decided, Pipeline, StaleDecisionError

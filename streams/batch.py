@@ -14,7 +14,7 @@ from models.commands import Deposit, Transfer, Withdrawal
 from models.documents import Account, Entry, TransferLeg, TransferRecord, TransferState
 from models.events import CommandRejected
 from models.ids import leg_inbox_id
-from streams.decode import CommandItem, DeadItem, LegItem, record_day
+from streams.intake import CommandItem, DeadItem, LegItem, record_day
 from streams.outcomes import StoredEvent, stored_event
 
 Doc = dict[str, Any]

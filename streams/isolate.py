@@ -7,8 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from streams.decode import failure_detail
 from streams.errors import is_outage
+from streams.intake import failure_detail
 from streams.store import ConflictError
 
 log = logging.getLogger("tally.isolate")

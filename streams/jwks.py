@@ -13,8 +13,8 @@ import jwt
 
 from handlers.auth import ASYMMETRIC, TokenKeys, unverified_header
 from streams import __version__
-from streams.decode import KeySource, StaticKeys
 from streams.errors import OutageError
+from streams.intake import KeySource, StaticKeys
 from streams.settings import ConfigError, Settings
 
 log = logging.getLogger("tally.jwks")

@@ -17,7 +17,8 @@ from models.ids import LEG_TYPE, command_inbox_id, leg_inbox_id, leg_message_id
 from streams import metrics
 from streams.batch import BatchDecider, Doc, Loaded, Plan, note_claims, ref_id
 from streams.codec import binary_headers
-from streams.decode import (
+from streams.errors import TallyError
+from streams.intake import (
     CommandItem,
     DeadItem,
     Decoder,
@@ -25,7 +26,6 @@ from streams.decode import (
     LegItem,
     leg_value,
 )
-from streams.errors import TallyError
 from streams.legs import MAC_HEADER, sign_leg
 from streams.ports import Store
 from streams.publish import KafkaPublisher, Message, dead_letter, outcome_message

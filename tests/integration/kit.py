@@ -13,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from handlers.auth import TokenKeys
-from streams.decode import Decoder
+from streams.intake import Decoder
 from streams.pipeline import Pipeline
 from streams.ports import Store
 from streams.publish import Message

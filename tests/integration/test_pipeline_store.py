@@ -14,7 +14,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from handlers.auth import TokenKeys
-from streams.decode import Decoder
+from streams.intake import Decoder
 from streams.pipeline import Pipeline
 from streams.publish import Message
 from streams.settings import Settings

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from handlers.auth import TokenKeys
 from streams.batch import BatchDecider, Loaded
 from streams.codec import Limits, decode
-from streams.decode import CommandItem, DeadItem, Decoder, LegItem
+from streams.intake import CommandItem, DeadItem, Decoder, LegItem
 from streams.legs import sign_leg
 from streams.settings import Settings
 
@@ -399,7 +399,7 @@ def test_an_exception_reading_one_record_dead_letters_it_after_the_attempts(
         calls.append(1)
         raise AttributeError("'NoneType' object has no attribute 'decode'")
 
-    monkeypatch.setattr("streams.decode.admit", broken)
+    monkeypatch.setattr("streams.intake.admit", broken)
     good = _binary(b'{"account_id": "a", "owner_id": "o", "currency": "EUR"}')
     items, _ = intake([good])
     assert isinstance(items[0], DeadItem) and items[0].reason == "processing_error"
@@ -408,7 +408,7 @@ def test_an_exception_reading_one_record_dead_letters_it_after_the_attempts(
 
 
 def test_a_processing_error_detail_never_carries_a_token() -> None:
-    from streams.decode import failure_detail
+    from streams.intake import failure_detail
 
     detail = failure_detail(ValueError(f"bad input {GOOD_TOKEN} here"))
     assert GOOD_TOKEN not in detail and "[token]" in detail

@@ -1,4 +1,4 @@
-"""Turn consumer records into work items: a command, a transfer leg, or a dead letter."""
+"""The intake: each consumer record becomes a command, a transfer leg, or a dead letter."""
 
 from __future__ import annotations
 
