@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -10,7 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,14 @@ import jwt
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import murmur2
 from pymongo import AsyncMongoClient
 
 KAFKA = os.environ.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 MONGO = os.environ.get("TALLY_MONGO_URI", "mongodb://127.0.0.1:27017")
 SECRET = "e2e-secret-that-is-long-enough-for-hs256!"
 TALLY = str(Path(sys.executable).with_name("tally"))
+MARKER_TYPE = "e2e.marker.v1"  # no such command: rejected unsupported_type, changes nothing
 
 
 def free_port() -> int:
@@ -129,6 +133,38 @@ class Tally:
         await client.close()
 
 
+def partition(key: str, partitions: int) -> int:
+    """The partition of `key`, as the producers' default (murmur2) partitioner picks it."""
+    return int((murmur2(key.encode()) & 0x7FFFFFFF) % partitions)
+
+
+def on_partition(new_id: Callable[[str], str], name: str, wanted: int, partitions: int) -> str:
+    """A fresh id `<name><n>` that falls on partition `wanted`."""
+    return next(
+        a for i in itertools.count() if partition(a := new_id(f"{name}{i}"), partitions) == wanted
+    )
+
+
+@asynccontextmanager
+async def two_workers(logs: Path, partitions: int = 2) -> AsyncIterator[Tally]:
+    """Two workers of one deployment, on as many partitions: each owns a part of them, so a
+    transfer between accounts of different owners goes through ledger.transfers (one worker
+    owning both settles it in its batch, ADR 5). Yields the first; both share its topics."""
+    first = Tally(partitions=partitions)
+    second = Tally(run=first.run, partitions=partitions)
+    try:
+        first.start(logs / "first.log")
+        await first.wait_ready()
+        second.start(logs / "second.log")
+        await second.wait_ready()
+        await first.wait_ready()  # in the group again after the rebalance
+        yield first
+    finally:
+        codes = [w.stop() for w in (first, second) if w.process is not None]
+        await first.cleanup()
+        assert codes == [0] * len(codes), (logs / "first.log").read_text()[-3000:]
+
+
 class Producer:
     """An upstream producer: sends CloudEvents in binary (default) or structured mode."""
 
@@ -206,10 +242,24 @@ class Reader:
         while not predicate(self.records):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"condition not met; have {len(self.records)} records")
-            batch = await self._consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                self.records.extend(records)
+            await self._read()
         return self.records
+
+    async def to_end(self, timeout: float = 30) -> list[Any]:
+        """Reads up to the end the topic has now, on every partition."""
+        ends = await self._consumer.end_offsets(list(self._consumer.assignment()))
+        deadline = time.monotonic() + timeout
+        for tp, end in ends.items():
+            while await self._consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{tp} not read to offset {end}")
+                await self._read()
+        return self.records
+
+    async def _read(self) -> None:
+        batch = await self._consumer.getmany(timeout_ms=200)
+        for records in batch.values():
+            self.records.extend(records)
 
 
 def outcome(record: Any) -> Outcome:
@@ -240,3 +290,21 @@ class Outcomes(Reader):
         await self.until(lambda _: all(c in self.by_command() for c in command_ids), timeout)
         found = self.by_command()
         return {c: found[c][0] for c in command_ids}
+
+
+async def all_outcomes(
+    producer: Producer, outcomes: Outcomes, command_id: str, *keys: str
+) -> list[Outcome]:
+    """Every outcome of `command_id`, read once it has one and no later one can come.
+
+    A worker decides a partition in order and publishes each batch's outcomes after the
+    previous batch's, so the outcome of a marker command sent now on a key is published after
+    anything the command (or a leg of it) published on that key's partition. One marker per
+    key in turn (a transfer's source, then its destination: the later one is sent after every
+    leg the earlier one's worker published), then the events topic read to its end."""
+    await outcomes.of(command_id)
+    for key in keys:
+        marker = await producer.send(MARKER_TYPE, {"marker": key}, key=key)
+        await outcomes.of(marker)
+    await outcomes.to_end()
+    return outcomes.by_command()[command_id]

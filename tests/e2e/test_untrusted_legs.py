@@ -7,17 +7,15 @@ it in its batch, ADR 5) and the tests can read its real credit leg there."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from streams.legs import MAC_HEADER, derive_leg_key, sign_leg
-from tests.e2e.harness import KAFKA, SECRET, Reader, Tally, token
+from tests.e2e.harness import KAFKA, SECRET, Reader, Tally, on_partition, token, two_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -29,20 +27,8 @@ STOLEN_KEY = derive_leg_key(SECRET)  # what an attacker holding TALLY_JWT_SECRET
 @pytest.fixture(scope="module")
 async def tally(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Tally]:
     """Overrides conftest's deployment: two workers of one deployment, one partition each."""
-    first = Tally(partitions=PARTITIONS)
-    second = Tally(run=first.run, partitions=PARTITIONS)
-    logs = tmp_path_factory.mktemp("workers")
-    try:
-        first.start(logs / "first.log")
-        await first.wait_ready()
-        second.start(logs / "second.log")
-        await second.wait_ready()
-        await first.wait_ready()  # in the group again after the rebalance
-        yield first
-    finally:
-        codes = [w.stop() for w in (first, second) if w.process is not None]
-        await first.cleanup()
-        assert codes == [0] * len(codes), (logs / "first.log").read_text()[-3000:]
+    async with two_workers(tmp_path_factory.mktemp("workers"), PARTITIONS) as deployment:
+        yield deployment
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +52,6 @@ async def attacker(tally: Tally) -> AsyncIterator[Callable[..., Any]]:
     await producer.stop()
 
 
-def partition(key: str) -> int:
-    return int((murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS)
-
-
-def on_partition(new_id: Callable[[str], str], name: str, wanted: int) -> str:
-    return next(a for i in itertools.count() if partition(a := new_id(f"{name}{i}")) == wanted)
-
-
 async def send(producer: Any, outcomes: Any, ctype: str, data: dict[str, Any]) -> Any:
     auth = token("psp", ["payments"]) if ctype == "ledger.deposit.v1" else None
     cid = await producer.send(ctype, data, auth=auth)
@@ -94,9 +72,9 @@ class Scene:
     """A completed transfer src → dst through ledger.transfers, and a bystander `victim`."""
 
     def __init__(self, new_id: Callable[[str], str]) -> None:
-        self.src = on_partition(new_id, "src", 0)
-        self.dst = on_partition(new_id, "dst", 1)
-        self.victim = on_partition(new_id, "victim", 1)
+        self.src = on_partition(new_id, "src", 0, PARTITIONS)
+        self.dst = on_partition(new_id, "dst", 1, PARTITIONS)
+        self.victim = on_partition(new_id, "victim", 1, PARTITIONS)
         self.transfer_id = new_id("t")
         self.command_id = ""
         self.leg: Any = None  # the real credit leg, as read from ledger.transfers
