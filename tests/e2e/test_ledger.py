@@ -5,15 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiokafka.partitioner import murmur2
 
-from tests.e2e.harness import token
+from tests.e2e.harness import all_outcomes, partition, token
 
 pytestmark = pytest.mark.e2e
-
-
-def partition(key: str, partitions: int = 3) -> int:
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 async def open_account(producer: Any, outcomes: Any, account: str, **extra: Any) -> None:
@@ -55,11 +50,15 @@ async def test_open_deposit_withdraw_updates_balance_journal_and_outcomes(
 
 
 async def test_transfer_across_partitions_completes_with_one_outcome(
-    producer: Any, outcomes: Any, db: Any, new_id: Any
+    producer: Any, outcomes: Any, db: Any, new_id: Any, tally: Any
 ) -> None:
+    # This worker owns both partitions and settles the transfer in one batch (ADR 5); across
+    # two workers, through ledger.transfers: test_transfers_across_workers.py.
     source = new_id("src")
     target = next(
-        new_id(f"dst{i}") for i in range(50) if partition(new_id(f"dst{i}")) != partition(source)
+        new_id(f"dst{i}")
+        for i in range(50)
+        if partition(new_id(f"dst{i}"), tally.partitions) != partition(source, tally.partitions)
     )
     for account in (source, target):
         await open_account(producer, outcomes, account)
@@ -84,7 +83,7 @@ async def test_transfer_across_partitions_completes_with_one_outcome(
     assert balances == {source: 3_800, target: 1_200}
     stored = await db.transfers.find_one({"_id": transfer["transfer_id"]})
     assert stored["state"] == "completed"
-    assert len(outcomes.by_command()[cid]) == 1
+    assert [e.id for e in await all_outcomes(producer, outcomes, cid, source, target)] == [event.id]
 
 
 async def test_transfer_to_missing_account_is_refunded_and_fails(
@@ -194,6 +193,7 @@ async def test_unacceptable_commands_get_one_rejection_with_the_reason(
     if reason == "invalid":
         assert event.data["errors"][0]["loc"] == ["amount"]
     assert "eyJ" not in str(event.data)  # no token ever echoed
+    assert [e.id for e in await all_outcomes(producer, outcomes, cid, "x")] == [event.id]
 
 
 async def test_insufficient_funds_is_rejected_and_balance_unchanged(
