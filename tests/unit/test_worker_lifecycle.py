@@ -11,8 +11,13 @@ from typing import Any
 
 import pytest
 
-from streams.app import Worker, _Batch
+from streams import kafka
+from streams.app import Worker
+from streams.batches import Batch
+from streams.health import Health
+from streams.loop import BatchLoop
 from streams.settings import Settings
+from streams.shutdown import Shutdown
 
 pytestmark = pytest.mark.unit
 
@@ -24,6 +29,29 @@ def settings(**overrides: Any) -> Settings:
         kafka_bootstrap="127.0.0.1:9",
         **overrides,
     )
+
+
+def batch_loop(consumer: Any, pipeline: Any, **overrides: Any) -> BatchLoop:
+    """The worker's loop with stand-ins for the consumer and the pipeline."""
+    configured = settings(**overrides)
+    return BatchLoop(
+        configured,
+        consumer,
+        pipeline,
+        health=Health(),
+        shutdown=Shutdown(configured.shutdown_timeout),
+        ownership=kafka.Ownership(configured.topic_commands, configured.topic_transfers),
+        alive=_alive,
+    )
+
+
+async def _alive() -> None:
+    return None
+
+
+class OwnsTp:
+    def assignment(self) -> set[Any]:
+        return {"tp"}
 
 
 class HangingPipeline:
@@ -40,18 +68,15 @@ class HangingPipeline:
 
 
 async def test_a_batch_stuck_on_the_database_is_left_for_redelivery_by_the_deadline() -> None:
-    configured = settings(shutdown_timeout=2.0)
-    worker = Worker(configured)
     pipeline = HangingPipeline()
-    worker._pipeline = pipeline  # type: ignore[assignment]  # the test's seam
-    attempt = asyncio.create_task(worker._process(_Batch({"tp": ["record"]}, time.time())))
+    loop = batch_loop(OwnsTp(), pipeline, shutdown_timeout=2.0)
+    attempt = asyncio.create_task(loop._process(Batch({"tp": ["record"]}, time.time())))
     await asyncio.wait_for(pipeline.waiting.wait(), timeout=30)
     began = time.monotonic()
-    worker.stop()
-    committed = await asyncio.wait_for(attempt, timeout=configured.shutdown_timeout + 1)
+    loop._shutdown.request()
+    committed = await asyncio.wait_for(attempt, timeout=2.0 + 1)
     assert committed is False  # not committed: the next owner gets the batch again
-    assert time.monotonic() - began < configured.shutdown_timeout  # the deadline is the point
-    await worker._store.close()
+    assert time.monotonic() - began < 2.0  # the shutdown deadline is the point
 
 
 class Client:
@@ -102,18 +127,16 @@ class FullBufferConsumer:
 async def test_a_full_batch_left_undecided_ahead_is_handled_without_a_top_up() -> None:
     # A backlog batch fetched ahead whose decide failed (an outage) is as big as a batch may
     # be: there is no room to top it up, and asking aiokafka for 0 records raises.
-    worker = Worker(settings(batch_max_records=4))
-    await worker._store.close()
+    loop = batch_loop(FullBufferConsumer(), None, batch_max_records=4)
     handled: list[Any] = []
 
     async def handle(batch: Any) -> None:
         handled.append(batch)
-        worker._stopping.set()
+        loop._shutdown.asked.set()
 
-    worker._consumer = FullBufferConsumer()  # type: ignore[assignment]
-    worker._handle = handle  # type: ignore[method-assign]
-    worker._ahead = _Batch({"tp": ["r1", "r2", "r3", "r4"]}, time.time())
-    await asyncio.wait_for(worker._consume(), timeout=5)
+    loop._handle = handle  # type: ignore[method-assign]
+    loop._ahead = Batch({"tp": ["r1", "r2", "r3", "r4"]}, time.time())
+    await asyncio.wait_for(loop.run(), timeout=5)
     assert [b.records for b in handled] == [["r1", "r2", "r3", "r4"]]
 
 
@@ -129,6 +152,9 @@ class FailingPipeline:
         self.attempts += 1
         raise ConnectionError("database unreachable")
 
+    def forget_accounts(self) -> None:
+        pass
+
 
 class RevokingConsumer:
     """Owns the batch's partition until the pipeline has failed twice."""
@@ -143,16 +169,13 @@ class RevokingConsumer:
 async def test_a_batch_retried_through_an_outage_stops_when_its_partitions_are_revoked() -> None:
     # A worker that lost its partitions while retrying must leave the records to their new
     # owner instead of racing it (its writes would only be refused by the version check).
-    worker = Worker(settings(retry_backoff_max=0.05))
     pipeline = FailingPipeline()
-    worker._pipeline = pipeline  # type: ignore[assignment]  # the test's seam
-    worker._consumer = RevokingConsumer(pipeline)  # type: ignore[assignment]
-    batch = _Batch({"tp": ["record"]}, time.time())
-    committed = await asyncio.wait_for(worker._process(batch), timeout=5)
+    loop = batch_loop(RevokingConsumer(pipeline), pipeline, retry_backoff_max=0.05)
+    batch = Batch({"tp": ["record"]}, time.time())
+    committed = await asyncio.wait_for(loop._process(batch), timeout=5)
     assert committed is False  # not committed: the next owner decides these records
     assert pipeline.attempts == 2
     assert batch.records == []
-    await worker._store.close()
 
 
 class Rec:
@@ -207,15 +230,12 @@ class CommitConsumer:
 
 
 async def test_a_failed_flush_is_retried_with_the_batch_applied_while_it_ran() -> None:
-    worker = Worker(settings())
     pipeline, consumer = OverlapPipeline(), CommitConsumer()
-    worker._pipeline = pipeline  # type: ignore[assignment]  # the test's seams
-    worker._consumer = consumer  # type: ignore[assignment]
-    assert await worker._process(_Batch({"tp": [Rec(1), Rec(2)]}, time.time()))
-    assert await worker._process(_Batch({"tp": [Rec(3)]}, time.time()))
-    await worker._settle_flush()
-    await worker._settle_commit()
-    await worker._store.close()
+    loop = batch_loop(consumer, pipeline)
+    assert await loop._process(Batch({"tp": [Rec(1), Rec(2)]}, time.time()))
+    assert await loop._process(Batch({"tp": [Rec(3)]}, time.time()))
+    await loop._settle_flush()
+    await loop.commits.settle()
 
     assert pipeline.calls == [
         ("decide", [1, 2]),

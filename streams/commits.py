@@ -1,0 +1,73 @@
+"""Offsets, committed in batch order without holding up the loop; and the lag they leave."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from aiokafka.errors import KafkaError
+
+from streams import metrics
+
+log = logging.getLogger("tally.worker")
+
+
+class Committing(Protocol):
+    """What commits need of the consumer."""
+
+    async def commit(self, offsets: dict[Any, int]) -> None: ...
+
+    def assignment(self) -> set[Any]: ...
+
+    def highwater(self, tp: Any) -> int | None: ...
+
+
+class Commits:
+    """One commit in flight at most; each waits for the one before, so they stay in order.
+
+    A failed commit is logged, never raised: effects and outcomes are durable and idempotent,
+    so a lost commit only means the next owner re-reads records it finds already decided."""
+
+    def __init__(self, consumer: Committing) -> None:
+        self._consumer = consumer
+        self._committed: dict[Any, int] = {}
+        self._task: asyncio.Future[None] | None = None
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        """Start committing `offsets` once the commit before has ended; returns at once."""
+        await self.settle()
+        self._task = asyncio.ensure_future(self._commit(offsets))
+
+    async def settle(self) -> None:
+        """Wait for the commit in flight, if any."""
+        task, self._task = self._task, None
+        if task is not None:
+            await asyncio.wait([task])
+
+    def forget(self, revoked: Iterable[Any]) -> None:
+        """Partitions another worker owns from now on: their offsets and lag are not ours."""
+        for tp in revoked:
+            self._committed.pop(tp, None)
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+
+    def update_lag(self) -> None:
+        """`tally_consumer_lag`: the log end less what is committed, per partition owned."""
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            committed = self._committed.get(tp)
+            if high is not None and committed is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(high - committed, 0)
+                )
+
+    async def _commit(self, offsets: dict[Any, int]) -> None:
+        try:
+            with metrics.BATCH_STAGE_SECONDS.labels("commit").time():
+                await self._consumer.commit(offsets)
+            self._committed |= offsets
+        except KafkaError as exc:
+            log.warning("offset commit failed", extra={"error": repr(exc)[:200]})
