@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from handlers.legs import journal_ids
-from models.commands import COMMAND_MODELS, Deposit, Transfer, Withdrawal
+from models.commands import Deposit, Transfer, Withdrawal
 from models.documents import TransferLeg
-from models.ids import LEG_TYPE, command_inbox_id, leg_inbox_id, leg_message_id
+from models.ids import command_inbox_id
 from streams import metrics
 from streams.batch import BatchDecider, Doc, Loaded, Plan, note_claims, ref_id
-from streams.codec import binary_headers
 from streams.errors import TallyError
 from streams.intake import (
     CommandItem,
@@ -24,11 +23,10 @@ from streams.intake import (
     Decoder,
     Item,
     LegItem,
-    leg_value,
 )
-from streams.legs import MAC_HEADER, sign_leg
+from streams.outbound import Outbound, observe
 from streams.ports import Store
-from streams.publish import KafkaPublisher, Message, dead_letter, outcome_message
+from streams.publish import KafkaPublisher, dead_letter
 from streams.settings import Settings
 from streams.store import outbox_records
 from streams.writes import (
@@ -42,7 +40,6 @@ from streams.writes import (
 )
 
 T = TypeVar("T")
-UNKNOWN_TYPE = "unknown"  # the `type` label of commands whose type Tally does not know
 
 
 class StaleDecisionError(TallyError):
@@ -81,7 +78,7 @@ class Pipeline:
         self._store = store
         self._publisher = publisher
         self._decoder = decoder
-        self._leg_key = settings.leg_key  # signs every leg this worker sends (ADR 6)
+        self._outbound = Outbound(settings)
         # Whether this worker owns an account's partitions now: a transfer to such an account
         # is credited in the same batch instead of through ledger.transfers (local settlement).
         self._local: Callable[[str], bool] = local or _nowhere
@@ -141,7 +138,7 @@ class Pipeline:
             raise
         if decided.in_flight in self._in_flight:
             self._in_flight.remove(decided.in_flight)
-        _observe(decided.plan, decided.dead, decided.fetched_at, decided.size)
+        observe(decided.plan, decided.dead, decided.fetched_at, decided.size)
 
     async def _decide(self, records: Sequence[Any], fetched_at: float, generation: int) -> Decided:
         now = datetime.now(UTC)
@@ -288,7 +285,7 @@ class Pipeline:
         # account's outbox, and then republishes the same outcome.
         with _stage("publish"):
             await asyncio.gather(
-                self._publisher.publish(self._messages(plan, dead)), self._finish(decided)
+                self._publisher.publish(self._outbound.messages(plan, dead)), self._finish(decided)
             )
 
     async def _finish(self, decided: Decided) -> None:
@@ -317,37 +314,6 @@ class Pipeline:
             if record["_id"] in stored:
                 record["outcome"] = stored[record["_id"]].get("outcome")
                 record["leg"] = stored[record["_id"]].get("leg")
-
-    def _messages(self, plan: Plan, dead: list[DeadItem]) -> list[Message]:
-        s = self._settings
-        messages: list[Message] = []
-        flushed = {r["_id"] for r in plan.flush}
-        for record in [*plan.flush, *plan.republish]:
-            if record.get("outcome"):
-                messages.append(outcome_message(s.topic_events, record["outcome"]))
-            leg = record.get("leg")
-            # A leg settled in this very flush (local settlement) needs no message.
-            if leg and leg_inbox_id(leg["command_id"], leg["leg"]) not in flushed:
-                messages.append(self._leg_message(leg))
-        # decoded as dead letters, and legs of no debit in flight (untrusted_leg)
-        dead_letters = [*dead, *plan.dead]
-        messages += [dead_letter(s.topic_dlq, d.record, d.reason, d.detail) for d in dead_letters]
-        return messages
-
-    def _leg_message(self, leg: Doc) -> Message:
-        account = leg["to_account"] if leg["leg"] == "credit" else leg["from_account"]
-        headers = binary_headers(
-            {
-                "id": leg_message_id(leg["command_id"], leg["leg"]),
-                "source": self._settings.event_source,
-                "type": LEG_TYPE,
-                "subject": account,
-            }
-        )
-        value = leg_value(leg)
-        # Only a holder of the leg key can make a leg that moves money (SPEC §8.8, ADR 6).
-        headers.append((MAC_HEADER, sign_leg(self._leg_key, value)))
-        return Message(self._settings.topic_transfers, account.encode(), value, headers)
 
 
 async def _compute(offload: bool, work: Callable[..., T], *args: Any) -> T:
@@ -390,22 +356,3 @@ def _stage(name: str) -> Iterator[None]:
         yield
     finally:
         metrics.BATCH_STAGE_SECONDS.labels(name).observe(time.perf_counter() - started)
-
-
-def _observe(plan: Plan, dead: list[DeadItem], fetched_at: float, size: int) -> None:
-    done = time.time()
-    metrics.BATCH_SIZE.observe(size)
-    for command_type, verdict in plan.accepted:
-        outcome = "accepted" if verdict == "accepted" else "rejected"
-        # `type` is the producer's text: a label per unknown value would let anyone grow the
-        # metric without end, so every type Tally does not know counts as one.
-        label = command_type if command_type in COMMAND_MODELS else UNKNOWN_TYPE
-        metrics.COMMANDS.labels(label, outcome).inc()
-        if outcome == "rejected":
-            metrics.REJECTIONS.labels(verdict).inc()
-    for stamp in plan.timestamps:
-        metrics.PROCESSING_SECONDS.observe(done - fetched_at)
-        metrics.END_TO_END_SECONDS.observe(max(0.0, done - stamp / 1000))
-    for item in [*dead, *plan.dead]:
-        metrics.DLQ.labels(item.reason).inc()
-    metrics.DUPLICATES.inc(len(plan.republish))
