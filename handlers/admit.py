@@ -1,4 +1,4 @@
-"""The stateless checks of SPEC §5, in order: type known, authtoken, schema of `data`."""
+"""The stateless checks of contract §5, in order: type known, authtoken, schema of `data`."""
 
 from datetime import datetime
 

@@ -1,4 +1,4 @@
-"""Authentication of the actor from the `authtoken` JWT (SPEC §6)."""
+"""Authentication of the actor from the `authtoken` JWT (contract §6)."""
 
 import base64
 import binascii

@@ -14,7 +14,7 @@ class Context:
     command_id: str
     message_id: str
     now: datetime
-    day: str  # UTC YYYY-MM-DD of the record's Kafka timestamp (SPEC §4 daily limit)
+    day: str  # UTC YYYY-MM-DD of the record's Kafka timestamp (contract §4 daily limit)
     currencies: frozenset[str]
     traceparent: str | None = None  # copied onto transfer legs for tracing
 

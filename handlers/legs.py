@@ -62,7 +62,7 @@ def own_transfer(leg: TransferLeg, transfer: TransferRecord | None) -> TransferR
 def untrusted(
     leg: TransferLeg, transfer: TransferRecord | None, journal: Journal | None = None
 ) -> str | None:
-    """Why `leg` is not a leg of a debit still in flight (SPEC §8.8); None if it is one.
+    """Why `leg` is not a leg of a debit still in flight (contract §8.8); None if it is one.
 
     `transfer` is the stored transfer of `leg.transfer_id`, as the debit wrote it (`debited`)
     before its leg was sent. When it is missing or another command's, the leg is checked
@@ -113,7 +113,7 @@ def _refusal(leg: TransferLeg, account: Account | None) -> RejectionReason | Non
 
 
 def _credit(leg: TransferLeg, facts: Facts, ctx: Context) -> Decision:
-    # Frozen destinations are credited: frozen accounts accept inflows (SPEC §4).
+    # Frozen destinations are credited: frozen accounts accept inflows (contract §4).
     account = facts.account
     reason = _refusal(leg, account)
     if account is None or reason is not None:
@@ -128,7 +128,7 @@ def _credit(leg: TransferLeg, facts: Facts, ctx: Context) -> Decision:
 def _refund(leg: TransferLeg, facts: Facts, ctx: Context) -> Decision:
     # The refund is never refused, whatever the source's status now (frozen, even closed
     # after its balance reached zero): the debit already happened, and refusing would leave
-    # the money nowhere (SPEC §4, §8.4). Ops deal with a credited closed account.
+    # the money nowhere (contract §4, §8.4). Ops deal with a credited closed account.
     reason: RejectionReason = leg.reason or "account_not_found"  # refund legs carry a reason
     fields = leg.model_dump(include={"transfer_id", "from_account", "to_account", "amount"})
     failed = TransferFailed(**fields, currency=leg.currency, reason=reason)

@@ -16,7 +16,7 @@ from models.events import Deposited, Withdrawn
 
 
 def _movable(cmd: Deposit | Withdrawal, facts: Facts) -> Account | Rejection:
-    """The rules deposits and withdrawals share, in SPEC §4 order."""
+    """The rules deposits and withdrawals share, in contract §4 order."""
     account = facts.account
     if account is None:
         return not_found(cmd.account_id)
@@ -29,7 +29,7 @@ def _movable(cmd: Deposit | Withdrawal, facts: Facts) -> Account | Rejection:
 
 
 def handle_deposit(cmd: Deposit, facts: Facts, ctx: Context) -> Decision | Rejection:
-    # Frozen accounts accept inflows (SPEC §4).
+    # Frozen accounts accept inflows (contract §4).
     account = _movable(cmd, facts)
     if isinstance(account, Rejection):
         return account

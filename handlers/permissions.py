@@ -1,4 +1,4 @@
-"""Who may send what (SPEC §6): `ops` everything, `customer` their own accounts."""
+"""Who may send what (contract §6): `ops` everything, `customer` their own accounts."""
 
 from handlers.auth import Principal
 from models.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdrawal

@@ -1,11 +1,11 @@
-"""The state rules of SPEC §4, each a check that returns a rejection or None."""
+"""The state rules of contract §4, each a check that returns a rejection or None."""
 
 from handlers.decision import Rejection
 from models.documents import Account
 
 
 def first(*checks: Rejection | None) -> Rejection | None:
-    """The first failure among checks listed in SPEC §4 order."""
+    """The first failure among checks listed in contract §4 order."""
     return next((check for check in checks if check is not None), None)
 
 

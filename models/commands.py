@@ -1,4 +1,4 @@
-"""The commands of SPEC §4, one model per `type`."""
+"""The commands of contract §4, one model per `type`."""
 
 from typing import ClassVar, Self
 

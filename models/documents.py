@@ -1,4 +1,4 @@
-"""Stored documents (SPEC §9) and the internal transfer leg message."""
+"""Stored documents (contract §9) and the internal transfer leg message."""
 
 from datetime import datetime
 from typing import Literal, Self

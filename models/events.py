@@ -1,4 +1,4 @@
-"""The outcome events of SPEC §5: exactly one terminal outcome per command."""
+"""The outcome events of contract §5: exactly one terminal outcome per command."""
 
 from typing import ClassVar, Literal
 

@@ -1,4 +1,4 @@
-"""Shared constrained types of SPEC §3: identifiers, currency, money."""
+"""Shared constrained types of contract §3: identifiers, currency, money."""
 
 from typing import Annotated, Final
 

@@ -36,7 +36,7 @@ def _ce_headers(extensions: dict[str, str]) -> dict[str, Any]:
     }
 
 
-_COMMAND_HEADERS = _ce_headers({"authtoken": "JWT proving the actor (SPEC §6)"})
+_COMMAND_HEADERS = _ce_headers({"authtoken": "JWT proving the actor (contract §6)"})
 _EVENT_HEADERS = _ce_headers(
     {
         "correlationid": "the command id this outcome answers",
@@ -61,7 +61,7 @@ def document(settings: Settings) -> dict[str, Any]:
     commands = {name: _message(name, m, _COMMAND_HEADERS) for name, m in COMMAND_MODELS.items()}
     events = {name: _message(name, m, _EVENT_HEADERS) for name, m in EVENT_MODELS.items()}
     leg_headers = _ce_headers(
-        {"legmac": "hex HMAC-SHA256 of the record's value with the workers' leg key (SPEC §8.8)"}
+        {"legmac": "hex HMAC-SHA256 of the record's value with the workers' leg key (§8.8)"}
     )
     legs = {LEG_TYPE: _message(LEG_TYPE, TransferLeg, leg_headers)}
     models = [*COMMAND_MODELS.values(), *EVENT_MODELS.values(), TransferLeg]
@@ -71,7 +71,7 @@ def document(settings: Settings) -> dict[str, Any]:
         "commands": (settings.topic_commands, commands, "Commands from upstream producers"),
         "events": (settings.topic_events, events, "Exactly one terminal outcome per command"),
         "transfers": (settings.topic_transfers, legs, "Internal: transfer credit/refund legs"),
-        "dlq": (settings.topic_dlq, {}, "Records that cannot be read as a command (SPEC §7)"),
+        "dlq": (settings.topic_dlq, {}, "Records that cannot be read as a command (contract §7)"),
     }
     return {
         "asyncapi": "3.0.0",

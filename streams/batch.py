@@ -18,7 +18,7 @@ from streams.intake import CommandItem, DeadItem, LegItem, record_day
 from streams.outcomes import StoredEvent, stored_event
 
 Doc = dict[str, Any]
-# Fields of an account document that are Tally's bookkeeping, not SPEC §9 state.
+# Fields of an account document that are Tally's bookkeeping, not contract §9 state.
 INTERNAL_FIELDS = ("outbox",)
 
 
@@ -290,7 +290,7 @@ class BatchDecider:
         self.plan.timestamps.append(item.record.timestamp)
         before = self._state.get(account_key) if account_key else None
         # A rejection may depend on the account's state, so it is kept in that account's
-        # outbox, atomically with the state it was decided against (SPEC §8.1).
+        # outbox, atomically with the state it was decided against (contract §8.1).
         self._place(account_key or "", before, Decision(account=None, outcome=None), record)
 
     def _record(self, inbox_id: str, ctx: Context, result: Decision) -> Doc:

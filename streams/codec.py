@@ -47,7 +47,7 @@ class CloudEvent:
 
 @dataclass(frozen=True, slots=True)
 class Undecodable:
-    """Why a record cannot be read as a CloudEvent (SPEC §7 `tally_error_reason`)."""
+    """Why a record cannot be read as a CloudEvent (contract §7 `tally_error_reason`)."""
 
     reason: str  # undecodable | invalid_envelope | too_large
     detail: str
@@ -119,7 +119,7 @@ def parse_json(value: bytes) -> object:
 
     orjson first (fast, but refuses integers beyond 64 bits); then the standard library,
     where such an integer becomes infinity: still a number, never a valid Amount, so the
-    command is `invalid` (SPEC §3) rather than a dead letter."""
+    command is `invalid` (contract §3) rather than a dead letter."""
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError as exc:

@@ -9,7 +9,7 @@ class TallyError(Exception):
 
 class OutageError(TallyError):
     """Something Tally depends on does not answer (a JWKS endpoint, say): pause and retry,
-    never a verdict and never a dead letter (SPEC §8.5)."""
+    never a verdict and never a dead letter (contract §8.5)."""
 
 
 def is_outage(error: BaseException) -> bool:

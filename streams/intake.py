@@ -85,7 +85,7 @@ def record_time(record: Any) -> datetime | None:
 
 
 def record_day(record: Any) -> str:
-    """The UTC day of the record's Kafka timestamp (SPEC §4 daily limit)."""
+    """The UTC day of the record's Kafka timestamp (contract §4 daily limit)."""
     return (record_time(record) or datetime.now(UTC)).strftime("%Y-%m-%d")
 
 
@@ -98,7 +98,7 @@ def failure_detail(error: BaseException) -> str:
 
 
 class Decoder:
-    """Stateless checks of SPEC §5/§7, in order: envelope → type → token → schema.
+    """Stateless checks of contract §5/§7, in order: envelope → type → token → schema.
 
     Every record becomes exactly one item: a command (accepted for deciding or already
     rejected), a transfer leg, or a dead letter. An exception while reading a record is a
@@ -194,7 +194,7 @@ class Decoder:
 
 
 def token_time(record: Any, now: datetime) -> datetime:
-    """When a command's token is judged (SPEC §6): the broker's append time where the topic
+    """When a command's token is judged (contract §6): the broker's append time where the topic
     stamps it (`message.timestamp.type=LogAppendTime`), so a backlog never expires a token;
     on a topic with producer timestamps, `now`, since a producer could backdate its record."""
     if getattr(record, "timestamp_type", None) == LOG_APPEND_TIME:

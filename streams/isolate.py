@@ -25,7 +25,7 @@ class Processes(Protocol):
 
 
 class Isolator:
-    """Splits a failing batch in halves until each failure is one record (SPEC §7).
+    """Splits a failing batch in halves until each failure is one record (contract §7).
 
     The halves go in order, each decided, applied and flushed before the next, so every
     partition keeps its order and nothing is committed before its effects are durable (the

@@ -22,7 +22,7 @@ _FETCH_TIMEOUT_S = 10.0  # a batch waits for the fetch; an endpoint that hangs i
 
 
 class JwksUnavailableError(OutageError):
-    """The JWKS endpoint did not give the keys a batch needs: the batch pauses (SPEC §8.5)."""
+    """The JWKS endpoint did not give the keys a batch needs: the batch pauses (contract §8.5)."""
 
 
 class JwksKeys:

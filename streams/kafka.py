@@ -28,7 +28,7 @@ class TopicError(TallyError):
 
 def producer(settings: Settings) -> AIOKafkaProducer:
     # acks=all + idempotence: an acknowledged outcome survives a broker crash and a retried
-    # send is not duplicated within the producer session (SPEC §8.1 relies on stable ids after).
+    # send is not duplicated within the producer session (contract §8.1 relies on stable ids after).
     return AIOKafkaProducer(
         **settings.kafka_options,
         acks="all",
@@ -113,7 +113,7 @@ async def ensure_topics(client: AIOKafkaAdminClient, settings: Settings) -> None
         )
 
 
-# Token times are judged at the broker's append time (SPEC §6): a backlog never expires a token.
+# Token times are judged at the broker's append time (contract §6): a backlog never expires a token.
 _TIMESTAMP_TYPE = "message.timestamp.type"
 _APPEND_TIME = {_TIMESTAMP_TYPE: "LogAppendTime"}
 

@@ -1,4 +1,4 @@
-"""Transfer legs carry a MAC: only a worker holding the leg key can make one (SPEC §8.8)."""
+"""Transfer legs carry a MAC: only a worker holding the leg key can make one (contract §8.8)."""
 
 from __future__ import annotations
 

@@ -123,10 +123,10 @@ class BatchLoop:
     async def _process(self, batch: Batch) -> bool:
         """Process until it succeeds; returns False only when shutdown's deadline passes.
 
-        An outage is retried without end, never a verdict (SPEC §8.5). A defect (the batch
+        An outage is retried without end, never a verdict (contract §8.5). A defect (the batch
         failed, and nothing says the database or the broker is away) is retried as well,
         TALLY_RECORD_MAX_ATTEMPTS times in all; then the batch is isolated: the records at
-        fault are dead-lettered `processing_error` and the others processed (SPEC §7)."""
+        fault are dead-lettered `processing_error` and the others processed (contract §7)."""
         backoff = Backoff(0.05, self.settings.retry_backoff_max)
         while True:
             try:

@@ -1,4 +1,4 @@
-"""Prometheus metrics of SPEC §10a (prometheus-client's default registry)."""
+"""Prometheus metrics of contract §10a (prometheus-client's default registry)."""
 
 from __future__ import annotations
 

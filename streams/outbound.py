@@ -53,13 +53,13 @@ class Outbound:
             }
         )
         value = leg_value(leg)
-        # Only a holder of the leg key can make a leg that moves money (SPEC §8.8, ADR 6).
+        # Only a holder of the leg key can make a leg that moves money (contract §8.8, ADR 6).
         headers.append((MAC_HEADER, sign_leg(self._leg_key, value)))
         return Message(self._settings.topic_transfers, account.encode(), value, headers)
 
 
 def observe(plan: Plan, dead: list[DeadItem], fetched_at: float, size: int) -> None:
-    """The metrics of a flushed batch (SPEC §10a)."""
+    """The metrics of a flushed batch (contract §10a)."""
     done = time.time()
     metrics.BATCH_SIZE.observe(size)
     for command_type, verdict in plan.accepted:

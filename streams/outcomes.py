@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 # Outcome ids are uuid5(command id): every path that publishes a command's outcome, first time
-# or after a crash, a redelivery or a duplicate send, publishes the same id (SPEC §8.1).
+# or after a crash, a redelivery or a duplicate send, publishes the same id (contract §8.1).
 _NAMESPACE = uuid.UUID("6f1d7c1e-3b0a-5b8e-9d4c-7a11e0c0ffee")
 
 StoredEvent = dict[str, Any]

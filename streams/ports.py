@@ -12,7 +12,7 @@ Collection = Literal["accounts", "entries", "transfers", "inbox", "external_refs
 
 
 class Store(Protocol):
-    """Tally's collections (SPEC §9 plus `inbox` and `external_refs`), every access by `_id`.
+    """Tally's collections (contract §9 plus `inbox` and `external_refs`), every access by `_id`.
 
     The contract both adapters honour (tests/integration/test_store_contract.py): an insert of
     an existing `_id` changes nothing (first write wins); one account write is atomic and

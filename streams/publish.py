@@ -30,7 +30,7 @@ def outcome_message(topic: str, event: dict[str, Any]) -> Message:
 def dead_letter(
     topic: str, record: Any, reason: str, detail: str, *, max_detail: int = 512
 ) -> Message:
-    """SPEC §7: original key, value and headers unchanged, plus why and where from."""
+    """contract §7: original key, value and headers unchanged, plus why and where from."""
     failed_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     extra: Headers = [
         ("tally_error_reason", reason.encode()),
@@ -60,7 +60,7 @@ class KafkaPublisher:
             await asyncio.gather(*futures)
 
     async def _send_keyless_tombstone(self, message: Message) -> asyncio.Future[Any]:
-        # A dead letter of a record with neither key nor value keeps them null (SPEC §7), which
+        # A dead letter of a record with neither key nor value keeps them null (contract §7), which
         # aiokafka's send() refuses; a batch of its own may hold such a record.
         batch = self._producer.create_batch()
         batch.append(key=None, value=None, timestamp=None, headers=message.headers)

@@ -32,7 +32,7 @@ class ConflictError(TallyError):
 
 
 class MongoStore:
-    """Tally's collections: accounts, entries, transfers (SPEC §9), inbox, external_refs."""
+    """Tally's collections: accounts, entries, transfers (contract §9), inbox, external_refs."""
 
     def __init__(self, client: AsyncMongoClient[Doc], database: str) -> None:
         self._client = client

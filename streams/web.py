@@ -1,4 +1,4 @@
-"""The HTTP endpoint of SPEC §10: /healthz, /readyz, /metrics, /asyncapi.json."""
+"""The HTTP endpoint of contract §10: /healthz, /readyz, /metrics, /asyncapi.json."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Chaos suite: SPEC §8 proven from outside under crashes, restarts, duplicates and poison."""
+"""Chaos suite: contract §8 proven from outside under crashes, restarts, duplicates and poison."""

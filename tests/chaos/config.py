@@ -43,7 +43,7 @@ DEFAULTS = Config()
 def parse(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(
         prog="python -m tests.chaos",
-        description="Prove SPEC §8 under crashes, restarts, duplicates and poison.",
+        description="Prove contract §8 under crashes, restarts, duplicates and poison.",
     )
     p.add_argument("--commands", type=int, default=DEFAULTS.commands, help="distinct commands")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)

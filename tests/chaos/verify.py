@@ -1,4 +1,4 @@
-"""SPEC §8 checked from outside: only Kafka topics and MongoDB documents, no Tally code."""
+"""contract §8 checked from outside: only Kafka topics and MongoDB documents, no Tally code."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.chaos.messages import DEPOSIT, TRANSFER, WITHDRAW, Message
 Doc = dict[str, Any]
 MAX_EXAMPLES = 8
 
-# Journal kinds each outcome must leave behind, exactly once each (SPEC §8.2).
+# Journal kinds each outcome must leave behind, exactly once each (contract §8.2).
 _KINDS = {
     "deposited": {"deposit"},
     "withdrawn": {"withdrawal"},
@@ -105,7 +105,7 @@ def check_outcomes(ev: Evidence, report: Report) -> dict[str, tuple[str, Doc]]:
             kinds = sorted(str(r.headers.get("ce_type")) for r in records)
             report.fail("conflicting_outcomes", f"{command_id}: {len(distinct)} versions {kinds}")
         republished += len(records) - 1
-        # Same id, type and data but other attributes (ce_time): allowed by SPEC §8.1.
+        # Same id, type and data but other attributes (ce_time): allowed by contract §8.1.
         variants += len({tuple(sorted(r.headers.items())) for r in records}) > 1
         first = records[0]
         data = orjson.loads(first.value or b"null")
@@ -250,7 +250,7 @@ def check_transfers(ev: Evidence, outcomes: dict[str, tuple[str, Doc]], report: 
 
 
 def check_order(ev: Evidence, report: Report) -> None:
-    """SPEC §8.3: an account's commands apply in partition order, which for one producer is
+    """contract §8.3: an account's commands apply in partition order, which for one producer is
     send order: a later command's posting is never stamped before an earlier one's."""
     sent = {command_id: i for i, command_id in enumerate(ev.commands)}
     postings: dict[str, list[tuple[int, Any, str]]] = defaultdict(list)
@@ -265,7 +265,7 @@ def check_order(ev: Evidence, report: Report) -> None:
 
 
 def check_unique_claims(ev: Evidence, outcomes: dict[str, tuple[str, Doc]], report: Report) -> None:
-    """SPEC §4: an external_ref is accepted once per account, a transfer_id once."""
+    """contract §4: an external_ref is accepted once per account, a transfer_id once."""
     claims: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for command_id, (got, data) in outcomes.items():
         if got in ("deposited", "withdrawn"):

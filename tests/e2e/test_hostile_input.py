@@ -1,5 +1,5 @@
 """Hostile records against the running worker: each ends as a dead letter or an outcome, and a
-valid command sent after them still gets its outcome (SPEC §7)."""
+valid command sent after them still gets its outcome (contract §7)."""
 
 from __future__ import annotations
 

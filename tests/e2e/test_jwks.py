@@ -1,5 +1,5 @@
 """A worker that verifies tokens with a JWKS endpoint: keys rotate without a restart, and an
-endpoint that does not answer pauses the worker instead of refusing the commands (SPEC §6, §8.5)."""
+endpoint that does not answer pauses the worker instead of refusing the commands (contract §6, §8.5)."""
 
 from __future__ import annotations
 

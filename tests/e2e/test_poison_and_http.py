@@ -1,4 +1,4 @@
-"""Poison messages go to the dead-letter topic; the HTTP endpoint answers as SPEC §10 says."""
+"""Poison messages go to the dead-letter topic; the HTTP endpoint answers as contract §10 says."""
 
 from __future__ import annotations
 

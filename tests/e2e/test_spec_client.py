@@ -1,4 +1,4 @@
-"""A client written only from SPEC.md: CloudEvents SDK Kafka binding, PyJWT, PyMongo, Prometheus parser."""
+"""A client written only from docs/contract.md: CloudEvents SDK Kafka binding, PyJWT, PyMongo, Prometheus."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Token time is append time (SPEC §6): a backlog never expires a valid command's token, and
+"""Token time is append time (contract §6): a backlog never expires a valid command's token, and
 a producer's own timestamp never revives an expired one."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Only Tally moves money (SPEC §8.8): records produced to the deployment's ledger.transfers by
+"""Only Tally moves money (contract §8.8): records produced to the deployment's ledger.transfers by
 someone else (forged, altered, or genuine and sent again) change nothing.
 
 Two workers share the deployment, each owning one of its two partitions, so a transfer between

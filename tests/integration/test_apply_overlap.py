@@ -131,6 +131,6 @@ async def test_a_flush_failing_while_the_next_batch_is_applied_loses_no_record(
         account = await db.accounts.find_one({"_id": key})
         entries = await db.entries.find({"account_id": key}).to_list(None)
         assert account["balance"] == sum(e["amount"] for e in entries)
-    outcomes = publisher.outcomes()  # one outcome each, the one first decided (SPEC §8.1)
+    outcomes = publisher.outcomes()  # one outcome each, the one first decided (contract §8.1)
     assert outcomes["cmd-2"] == outcomes["cmd-4"] == {b"ledger.deposited.v1"}
     assert outcomes["cmd-3"] == {b"ledger.transfer.completed.v1"}

@@ -1,4 +1,4 @@
-"""Only Tally moves money (SPEC §8.8), the pipeline on the real MongoDB-wire server: a leg moves
+"""Only Tally moves money (contract §8.8), the pipeline on the real MongoDB-wire server: a leg moves
 money only if it is signed and matches a debit still in flight; anything else is a dead letter."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Account lifecycle rules: open, freeze, unfreeze, close, limits (SPEC §4)."""
+"""Account lifecycle rules: open, freeze, unfreeze, close, limits (contract §4)."""
 
 from datetime import timedelta
 

@@ -1,4 +1,4 @@
-"""Admission (SPEC §5 order): type known, then authtoken, then the schema of `data`."""
+"""Admission (contract §5 order): type known, then authtoken, then the schema of `data`."""
 
 import json
 from datetime import timedelta
@@ -62,7 +62,7 @@ def test_a_bad_token_beats_bad_data() -> None:
 
 
 def test_bad_data_beats_a_missing_permission() -> None:
-    # A payments token may not freeze; the schema is still judged first (SPEC §5).
+    # A payments token may not freeze; the schema is still judged first (contract §5).
     result = run(FreezeAccount.TYPE, {"account_id": "a"}, token(["payments"]))
     assert rejection(result).reason == "invalid"
 

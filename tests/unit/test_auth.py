@@ -1,4 +1,4 @@
-"""Token verification (SPEC §6): every way a token is refused, none of them leaking it."""
+"""Token verification (contract §6): every way a token is refused, none of them leaking it."""
 
 import base64
 import hashlib

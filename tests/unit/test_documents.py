@@ -1,4 +1,4 @@
-"""Documents, outcome events and the envelope: shapes other programs rely on (SPEC §5, §9)."""
+"""Documents, outcome events and the envelope: shapes other programs rely on (contract §5, §9)."""
 
 import typing
 

@@ -1,4 +1,4 @@
-"""Hostile input: any bytes in key, value and headers end in exactly one place (SPEC §7).
+"""Hostile input: any bytes in key, value and headers end in exactly one place (contract §7).
 
 The whole intake runs here without I/O: the Decoder (envelope, token keys, admission) and
 the BatchDecider over an empty ledger. Hypothesis generates raw records; every record must

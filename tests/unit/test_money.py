@@ -1,4 +1,4 @@
-"""Deposits and withdrawals: postings, funds, daily limits and the order of rules (SPEC §4)."""
+"""Deposits and withdrawals: postings, funds, daily limits and the order of rules (contract §4)."""
 
 from collections.abc import Callable
 

@@ -1,4 +1,4 @@
-"""Permissions (SPEC §6): roles, ownership, and their place in the order of checks."""
+"""Permissions (contract §6): roles, ownership, and their place in the order of checks."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Property tests: random command sequences through decide/decide_leg keep SPEC §8's invariants."""
+"""Property tests: random command sequences through decide/decide_leg keep contract §8's invariants."""
 
 from dataclasses import dataclass, field
 

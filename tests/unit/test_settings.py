@@ -1,4 +1,4 @@
-"""Bad configuration stops start-up with one line naming the variable (SPEC §11)."""
+"""Bad configuration stops start-up with one line naming the variable (contract §11)."""
 
 from __future__ import annotations
 

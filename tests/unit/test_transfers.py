@@ -1,4 +1,4 @@
-"""Transfers: the debit on the source, the credit leg, the refund leg (SPEC §4)."""
+"""Transfers: the debit on the source, the credit leg, the refund leg (contract §4)."""
 
 from datetime import timedelta
 

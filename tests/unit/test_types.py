@@ -1,4 +1,4 @@
-"""Schema strictness of commands (SPEC §3): money, identifiers, text, unknown fields."""
+"""Schema strictness of commands (contract §3): money, identifiers, text, unknown fields."""
 
 from typing import Any
 

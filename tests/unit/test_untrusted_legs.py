@@ -1,4 +1,4 @@
-"""Only Tally moves money (SPEC §8.8): a leg must match a debit still in flight, and be signed."""
+"""Only Tally moves money (contract §8.8): a leg must match a debit still in flight, and be signed."""
 
 import hashlib
 import hmac
