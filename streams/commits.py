@@ -65,6 +65,12 @@ class Commits:
                 )
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
+        # Only partitions still ours: a batch that outlived its revocation (it held the loop
+        # through an outage) must not commit over the next owner's newer offsets.
+        owned = self._consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
+        if not offsets:
+            return
         try:
             with metrics.BATCH_STAGE_SECONDS.labels("commit").time():
                 await self._consumer.commit(offsets)
