@@ -44,11 +44,11 @@ class Worker:
         # aiokafka clients bind to the running loop, so they are built inside run().
         s = self.settings
         self._admin = kafka.admin(s)
-        self._producer = kafka.producer(s)
+        self._publisher = KafkaPublisher(lambda: kafka.producer(s))
         self._consumer = kafka.consumer(s)
         ownership = kafka.Ownership(s.topic_commands, s.topic_transfers)
         pipeline = Pipeline(
-            s, self._store, KafkaPublisher(self._producer), Decoder(s, self._keys), local=ownership
+            s, self._store, self._publisher, Decoder(s, self._keys), local=ownership
         )
         self.loop = BatchLoop(
             s,
@@ -92,7 +92,7 @@ class Worker:
             ("kafka", lambda: kafka_auth.check_credentials(self.settings)),
             ("kafka", self._admin.start),
             ("kafka", lambda: kafka.ensure_topics(self._admin, self.settings)),
-            ("kafka", self._producer.start),
+            ("kafka", self._publisher.start),
             ("kafka", self._consumer_start),
         ]
         for name, step in steps:
@@ -135,7 +135,7 @@ class Worker:
     async def _close(self) -> None:
         for name, close in (
             ("consumer", self._consumer.stop),
-            ("producer", self._producer.stop),
+            ("producer", self._publisher.stop),
             ("admin", self._admin.close),
             ("mongodb", self._store.close),
         ):

@@ -102,7 +102,7 @@ async def test_a_client_whose_close_raises_cancelled_error_does_not_stop_the_oth
         Client(),
     )
     worker._consumer = type("C", (), {"stop": consumer.close})()  # type: ignore[assignment]
-    worker._producer = type("P", (), {"stop": producer.close})()  # type: ignore[assignment]
+    worker._publisher = type("P", (), {"stop": producer.close})()  # type: ignore[assignment]
     worker._admin = admin  # type: ignore[assignment]
     worker._store = store  # type: ignore[assignment]
     await worker._close()
