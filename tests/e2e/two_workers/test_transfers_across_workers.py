@@ -6,7 +6,7 @@ partition 0 and the destination on partition 1, so they are decided by different
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,29 +16,13 @@ from tests.e2e.harness import (
     Outcomes,
     Producer,
     Reader,
-    Tally,
     all_outcomes,
     on_partition,
     token,
-    two_workers,
 )
+from tests.e2e.two_workers.conftest import PARTITIONS
 
 pytestmark = pytest.mark.e2e
-
-PARTITIONS = 2
-
-
-@pytest.fixture(scope="module")
-async def tally(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Tally]:
-    """Overrides conftest's deployment: two workers of one deployment, one partition each."""
-    async with two_workers(tmp_path_factory.mktemp("workers"), PARTITIONS) as deployment:
-        yield deployment
-
-
-@pytest.fixture(scope="module")
-async def legs(tally: Tally) -> AsyncIterator[Reader]:
-    async with Reader(tally.topics["transfers"]) as reader:
-        yield reader
 
 
 async def send(producer: Producer, outcomes: Outcomes, ctype: str, data: dict[str, Any]) -> Any:

@@ -15,26 +15,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams.legs import MAC_HEADER, derive_leg_key, sign_leg
-from tests.e2e.harness import KAFKA, SECRET, Reader, Tally, on_partition, token, two_workers
+from tests.e2e.harness import KAFKA, SECRET, Reader, Tally, on_partition, token
+from tests.e2e.two_workers.conftest import PARTITIONS
 
 pytestmark = pytest.mark.e2e
 
-PARTITIONS = 2
+
 LEG_TYPE = "tally.transfer.leg.v1"
 STOLEN_KEY = derive_leg_key(SECRET)  # what an attacker holding TALLY_JWT_SECRET can derive
-
-
-@pytest.fixture(scope="module")
-async def tally(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Tally]:
-    """Overrides conftest's deployment: two workers of one deployment, one partition each."""
-    async with two_workers(tmp_path_factory.mktemp("workers"), PARTITIONS) as deployment:
-        yield deployment
-
-
-@pytest.fixture(scope="module")
-async def legs(tally: Tally) -> AsyncIterator[Reader]:
-    async with Reader(tally.topics["transfers"]) as reader:
-        yield reader
 
 
 @pytest.fixture(scope="module")
