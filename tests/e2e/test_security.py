@@ -7,7 +7,6 @@ TLS listener on 127.0.0.1:27018, both with a certificate of the CA in .local/tls
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import signal
 import socket
@@ -18,14 +17,13 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientSession
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from pymongo import AsyncMongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from streams.store import MongoStore
+from tests.certs import self_signed_ca
 from tests.e2e.harness import TALLY, Outcomes, Producer, Tally, token
 
 pytestmark = pytest.mark.e2e
@@ -96,19 +94,7 @@ def tally_lines(folder: Path) -> list[str]:
 def other_ca(folder: Path) -> Path:
     """A CA of our own, which never signed the broker's certificate."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Not the Tally local CA")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    certificate = self_signed_ca("Not the Tally local CA", key)
     path = folder / "other-ca.pem"
     path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return path

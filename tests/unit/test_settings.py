@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
 
 from streams.settings import ConfigError, Settings, load_settings
+from tests.certs import self_signed_ca
 
 pytestmark = pytest.mark.unit
 
@@ -55,25 +53,6 @@ def names(line: str, variable: str) -> bool:
 # ---------------------------------------------------------------- key material, made here
 
 
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _certificate(subject: str, key: rsa.RSAPrivateKey) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(subject))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-
-
 def _key_pem(key: rsa.RSAPrivateKey, password: bytes | None = None) -> bytes:
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(password)
@@ -90,9 +69,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A CA, a client certificate and its key, another key, an encrypted key, junk."""
     folder = tmp_path_factory.mktemp("pki")
     key, other = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in "ab")
-    cert = _certificate("client", key).public_bytes(serialization.Encoding.PEM)
+    cert = self_signed_ca("client", key).public_bytes(serialization.Encoding.PEM)
     files = {
-        "ca": _certificate("ca", other).public_bytes(serialization.Encoding.PEM),
+        "ca": self_signed_ca("ca", other).public_bytes(serialization.Encoding.PEM),
         "cert": cert,
         "key": _key_pem(key),
         "other_key": _key_pem(other),
