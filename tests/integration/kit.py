@@ -32,18 +32,34 @@ class Record:
     """The fields of an aiokafka ConsumerRecord the pipeline reads."""
 
     def __init__(
-        self, topic: str, offset: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+        self,
+        topic: str,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
     ) -> None:
         self.topic, self.partition, self.offset = topic, 0, offset
         self.key, self.value, self.headers = key, value, headers
         self.timestamp = int(time.time() * 1000)
 
 
-def command(offset: int, ctype: str, data: dict[str, Any]) -> Record:
-    token = jwt.encode({"sub": "ops", "roles": ["ops"], "exp": int(time.time()) + 600}, SECRET)
+def command(
+    offset: int,
+    ctype: str,
+    data: dict[str, Any],
+    *,
+    cid: str | None = None,
+    token: str | None = None,
+) -> Record:
+    """A command record; command id `cid` (default cmd-<offset>), signed by `token` (default
+    an ops token valid for ten minutes)."""
+    if token is None:
+        claims = {"sub": "ops", "roles": ["ops"], "exp": int(time.time()) + 600}
+        token = jwt.encode(claims, SECRET)
     headers = [
         ("ce_specversion", b"1.0"),
-        ("ce_id", f"cmd-{offset}".encode()),
+        ("ce_id", (cid or f"cmd-{offset}").encode()),
         ("ce_source", b"test"),
         ("ce_type", ctype.encode()),
         ("ce_authtoken", token.encode()),
@@ -61,24 +77,39 @@ def opens(*accounts: str) -> list[Record]:
 
 
 def deposit(
-    offset: int, ref: str | None = None, *, account: str = "a", cid: str | None = None
+    offset: int,
+    ref: str | None = None,
+    *,
+    account: str = "a",
+    amount: int = 100,
+    cid: str | None = None,
 ) -> Record:
-    """100 EUR into `account`; external_ref `ref` (default r<offset>); `cid` another command id."""
-    data = {"account_id": account, "amount": 100, "currency": "EUR"}
-    record = command(offset, "ledger.deposit.v1", data | {"external_ref": ref or f"r{offset}"})
-    if cid is not None:
-        record.headers = [(k, cid.encode() if k == "ce_id" else v) for k, v in record.headers]
-    return record
+    """`amount` EUR into `account`; external_ref `ref` (default r<offset>); `cid` another
+    command id."""
+    data = {"account_id": account, "amount": amount, "currency": "EUR"}
+    return command(
+        offset, "ledger.deposit.v1", data | {"external_ref": ref or f"r{offset}"}, cid=cid
+    )
 
 
-def transfer(offset: int, tid: str | None = None) -> Record:
-    """10 EUR from a to b; transfer_id `tid` (default t<offset>)."""
+def transfer(
+    offset: int, tid: str | None = None, *, amount: int = 10, cid: str | None = None
+) -> Record:
+    """`amount` EUR from a to b; transfer_id `tid` (default t<offset>); `cid` another command
+    id."""
     data = {"transfer_id": tid or f"t{offset}", "from_account": "a", "to_account": "b"}
-    return command(offset, "ledger.transfer.v1", data | {"amount": 10, "currency": "EUR"})
+    return command(
+        offset, "ledger.transfer.v1", data | {"amount": amount, "currency": "EUR"}, cid=cid
+    )
 
 
 class CrashingStore(MongoStore):
-    """The real store, which 'crashes' once right after the named step succeeded."""
+    """The real store, which 'crashes' once at the step named by `crash_at`.
+
+    Right after it succeeded: `accounts` (the next account write), `accounts:<n>` (the
+    store's n-th account write, from 1), `effects`, `inbox` (a non-empty inbox insert);
+    `before-accounts:<n>`: the n-th account write, before it writes. A situation of a test's
+    own (another writer, say) is a subclass overriding a write, calling this one's."""
 
     crash_at: str | None = None
     account_rounds = 0
@@ -95,6 +126,7 @@ class CrashingStore(MongoStore):
         self._maybe_crash(f"before-accounts:{self.account_rounds}")
         await super().write_accounts(writes)
         self._maybe_crash(f"accounts:{self.account_rounds}")
+        self._maybe_crash("accounts")
 
     async def write_effects(self, effects: Any) -> None:
         await super().write_effects(effects)
