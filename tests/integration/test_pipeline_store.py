@@ -3,141 +3,51 @@
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import jwt
 import orjson
 import pytest
-from pymongo import AsyncMongoClient
 
-from handlers.auth import TokenKeys
-from streams.intake import Decoder
-from streams.pipeline import Pipeline
 from streams.publish import Message
-from streams.settings import Settings
-from streams.store import ConflictError, MongoStore
-from tests.conftest import MONGO_URI
-from tests.integration.kit import CrashError as SimulatedCrashError
-from tests.integration.kit import Recorder as RecordingPublisher
+from streams.store import ConflictError
+from tests.integration.kit import (
+    CrashError,
+    CrashingStore,
+    Record,
+    Recorder,
+    command,
+    deposit,
+    opens,
+    pipeline,
+    transfer,
+)
 
 pytestmark = pytest.mark.integration
 
-SECRET = "integration-secret-long-enough-for-hs256"
 
+class ChangedUnderfootStore(CrashingStore):
+    """Once `interfere` is set, another writer changes every account between this worker's
+    load and its next account write."""
 
-@dataclass
-class Record:
-    """The fields of an aiokafka ConsumerRecord the pipeline reads."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    timestamp: int
-
-
-class CrashingStore(MongoStore):
-    """The real store, which 'crashes' once right after the named step succeeded."""
-
-    crash_after: str | None = None
-    interfere = False  # another writer changes the accounts between our load and our write
-
-    async def _maybe_crash(self, step: str) -> None:
-        if self.crash_after == step:
-            self.crash_after = None
-            raise SimulatedCrashError(step)
-
-    async def put_inbox(self, records: Sequence[dict[str, Any]]) -> list[str]:
-        taken = await super().put_inbox(records)
-        await self._maybe_crash("put_inbox" if records else "")
-        return taken
+    interfere = False
 
     async def write_accounts(self, writes: Any) -> None:
         if self.interfere:
             self.interfere = False
             await self.accounts.update_many({}, {"$inc": {"version": 1}})
         await super().write_accounts(writes)
-        await self._maybe_crash("write_accounts")
-
-    async def write_effects(self, effects: Any) -> None:
-        await super().write_effects(effects)
-        await self._maybe_crash("write_effects")
-
-
-def command(offset: int, command_type: str, data: dict[str, Any], cid: str | None = None) -> Record:
-    auth = jwt.encode({"sub": "ops", "roles": ["ops"], "exp": int(time.time()) + 600}, SECRET)
-    headers = [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", (cid or f"cmd-{offset}").encode()),
-        ("ce_source", b"test"),
-        ("ce_type", command_type.encode()),
-        ("ce_authtoken", auth.encode()),
-    ]
-    key = (data.get("from_account") or data["account_id"]).encode()
-    return Record(
-        "ledger.commands", 0, offset, key, orjson.dumps(data), headers, int(time.time() * 1000)
-    )
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[tuple[Settings, CrashingStore, RecordingPublisher, Any]]:
-    name = f"it_{uuid.uuid4().hex[:8]}"
-    settings = Settings(jwt_secret=SECRET, mongo_db=name)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO_URI, tz_aware=True)
-    store = CrashingStore(client, name)
-    await store.ensure_indexes()
-    yield settings, store, RecordingPublisher(), client[name]
-    await client.drop_database(name)
-    await client.close()
-
-
-def pipeline(settings: Settings, store: MongoStore, publisher: Any) -> Pipeline:
-    decoder = Decoder(settings, TokenKeys(secret=SECRET))
-    return Pipeline(settings, store, publisher, decoder)
 
 
 def batch() -> list[Record]:
+    open_a = {"account_id": "a", "owner_id": "o", "currency": "EUR"}
+    withdrawal = {"account_id": "a", "amount": 500, "currency": "EUR", "external_ref": "w1"}
     return [
-        command(
-            0,
-            "ledger.deposit.v1",
-            {"account_id": "a", "amount": 5, "currency": "EUR", "external_ref": "early"},
-        ),
-        command(
-            1, "ledger.account.open.v1", {"account_id": "a", "owner_id": "o", "currency": "EUR"}
-        ),
-        command(
-            2,
-            "ledger.deposit.v1",
-            {"account_id": "a", "amount": 100, "currency": "EUR", "external_ref": "r1"},
-        ),
-        command(
-            3,
-            "ledger.withdrawal.v1",
-            {"account_id": "a", "amount": 500, "currency": "EUR", "external_ref": "w1"},
-        ),
-        command(
-            4,
-            "ledger.transfer.v1",
-            {
-                "transfer_id": "t1",
-                "from_account": "a",
-                "to_account": "b",
-                "amount": 40,
-                "currency": "EUR",
-            },
-        ),
-        command(
-            5,
-            "ledger.deposit.v1",
-            {"account_id": "a", "amount": 100, "currency": "EUR", "external_ref": "r1"},
-            cid="cmd-2",
-        ),
+        deposit(0, "early", amount=5),
+        command(1, "ledger.account.open.v1", open_a),
+        deposit(2, "r1"),
+        command(3, "ledger.withdrawal.v1", withdrawal),
+        transfer(4, "t1", amount=40),
+        deposit(5, "r1", cid="cmd-2"),
     ]
 
 
@@ -152,14 +62,15 @@ def outcomes(messages: list[Message]) -> dict[str, set[tuple[str, bytes | None]]
     return found
 
 
-@pytest.mark.parametrize("crash_after", ["put_inbox", "write_accounts", "write_effects", "publish"])
+@pytest.mark.parametrize("crash_at", ["inbox", "accounts", "effects", "publish"])
 async def test_a_batch_replayed_after_a_crash_has_its_effects_once_and_the_same_outcomes(
-    env: Any, crash_after: str
+    crash_env: Any, crash_at: str
 ) -> None:
-    settings, store, publisher, db = env
-    store.crash_after = None if crash_after == "publish" else crash_after
-    publisher.fail_next = crash_after == "publish"
-    with pytest.raises(SimulatedCrashError):
+    settings, store, db = crash_env
+    publisher = Recorder()
+    store.crash_at = None if crash_at == "publish" else crash_at
+    publisher.fail_next = crash_at == "publish"
+    with pytest.raises(CrashError):
         await pipeline(settings, store, publisher).process(batch(), time.time())
     # A new process (fresh caches) receives the same records again, as after kill -9.
     await pipeline(settings, store, publisher).process(batch(), time.time())
@@ -179,53 +90,31 @@ async def test_a_batch_replayed_after_a_crash_has_its_effects_once_and_the_same_
     assert await db.inbox.count_documents({}) == 5
 
 
-async def test_an_account_changed_by_another_writer_makes_the_batch_conflict(env: Any) -> None:
-    settings, store, publisher, db = env
-    first = pipeline(settings, store, publisher)
+async def test_an_account_changed_by_another_writer_makes_the_batch_conflict(
+    crash_env: Any,
+) -> None:
+    settings, _, db = crash_env
+    store = ChangedUnderfootStore(db.client, db.name)
+    first = pipeline(settings, store, Recorder())
     await first.process(batch()[1:3], time.time())
     store.interfere = True
-    deposit = {"account_id": "a", "amount": 1, "currency": "EUR", "external_ref": "late"}
     with pytest.raises(ConflictError):
-        await first.process([command(9, "ledger.deposit.v1", deposit)], time.time())
-    await first.process([command(9, "ledger.deposit.v1", deposit)], time.time())
+        await first.process([deposit(9, "late", amount=1)], time.time())
+    await first.process([deposit(9, "late", amount=1)], time.time())
     assert (await db.accounts.find_one({"_id": "a"}))["balance"] == 101
 
 
 async def test_a_settled_transfer_records_its_outcome_on_the_transfer_commands_inbox_record(
-    env: Any,
+    crash_env: Any,
 ) -> None:
-    settings, store, publisher, db = env
-    opens = [
-        command(
-            0, "ledger.account.open.v1", {"account_id": "a", "owner_id": "o", "currency": "EUR"}
-        ),
-        command(
-            1, "ledger.account.open.v1", {"account_id": "b", "owner_id": "o", "currency": "EUR"}
-        ),
-        command(
-            2,
-            "ledger.deposit.v1",
-            {"account_id": "a", "amount": 100, "currency": "EUR", "external_ref": "r"},
-        ),
-        command(
-            3,
-            "ledger.transfer.v1",
-            {
-                "transfer_id": "t1",
-                "from_account": "a",
-                "to_account": "b",
-                "amount": 40,
-                "currency": "EUR",
-            },
-        ),
-    ]
+    settings, store, db = crash_env
+    publisher = Recorder()
     worker = pipeline(settings, store, publisher)
-    await worker.process(opens, time.time())
-    leg = next(m for m in publisher.sent if m.topic == "ledger.transfers")
-    record = Record(
-        "ledger.transfers", 0, 0, leg.key, leg.value, leg.headers, int(time.time() * 1000)
+    await worker.process(
+        [*opens("a", "b"), deposit(2, "r"), transfer(3, "t1", amount=40)], time.time()
     )
-    await worker.process([record], time.time())
+    leg = next(m for m in publisher.sent if m.topic == "ledger.transfers")
+    await worker.process([Record(leg.topic, 0, leg.key, leg.value, leg.headers)], time.time())
 
     inbox = await db.inbox.find_one({"_id": "c:cmd-3"})
     assert inbox["outcome"]["type"] == "ledger.transfer.completed.v1"
