@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .PHONY: help install infra-up infra-down infra-status lint fmt test test-unit run chaos fuzz bench asyncapi clean
 
 help:
-	@echo "make run      install, start local Kafka + MongoDB-wire server, run the worker"
+	@echo "make run      install, start local Kafka + MongoDB-wire server, run a worker and the API"
 	@echo "make test     install, start local infrastructure, lint, run every test"
 	@echo "make infra-up / infra-down / infra-status   local Kafka (9092) and FerretDB (27017)"
 	@echo "make lint     ruff, mypy --strict, docker-compose config"
@@ -49,7 +49,7 @@ test: install lint infra-up
 	$(BIN)/pytest tests/unit tests/bench tests/integration tests/e2e tests/chaos -q $(PYTEST_ARGS)
 
 run: install infra-up
-	@source deploy/local/dev.env && exec $(BIN)/tally worker
+	@exec bash deploy/local/run.sh
 
 chaos: install infra-up
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
@@ -62,6 +62,7 @@ bench: install infra-up
 
 asyncapi: install
 	TALLY_JWT_SECRET=unused-for-generation-0123456789abcdef $(BIN)/tally asyncapi > docs/asyncapi.json
+	TALLY_JWT_SECRET=unused-for-generation-0123456789abcdef $(BIN)/tally openapi > docs/openapi.json
 
 clean: infra-down
 	rm -rf .local $(VENV) *.egg-info

@@ -1,5 +1,7 @@
 """Who may send what (contract §6): `ops` everything, `customer` their own accounts."""
 
+from collections.abc import Iterable
+
 from handlers.auth import Principal
 from models.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdrawal
 from models.documents import Account
@@ -29,3 +31,18 @@ def permitted(command: Command, principal: Principal, account: Account | None) -
             return is_owner(principal, account)
         case _:  # freeze, unfreeze, limits: back office only
             return False
+
+
+READ_EVERY_ACCOUNT = frozenset({"ops", "payments"})
+
+
+def reads_every_account(principal: Principal) -> bool:
+    return bool(principal.roles & READ_EVERY_ACCOUNT)
+
+
+def may_read(principal: Principal, owners: Iterable[str]) -> bool:
+    """Whether `principal` may read a record of accounts with these owners (contract §13):
+    `ops` and `payments` every record, a `customer` those of an account they own."""
+    if reads_every_account(principal):
+        return True
+    return "customer" in principal.roles and principal.sub in set(owners)

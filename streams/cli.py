@@ -1,4 +1,4 @@
-"""`tally`: worker, send, tail, token, asyncapi."""
+"""`tally`: worker, api, send, tail, token, asyncapi, openapi."""
 
 from __future__ import annotations
 
@@ -141,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tally {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("worker", help="run the service (Kafka consumer, HTTP endpoint)")
+    sub.add_parser("api", help="serve the HTTP API (reads, commands with a reply)")
+    sub.add_parser("openapi", help="print the OpenAPI 3.1 document of tally api")
     send = sub.add_parser("send", help="build, sign and send one command")
     send.add_argument("type", help=f"command type or short name ({', '.join(SHORT_TYPES)})")
     send.add_argument("fields", nargs="*", help="name=text or name:=json")
@@ -182,12 +184,23 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         logs.configure(settings.log_level, settings.log_format)
         return run_worker(settings, stop_asked=lambda: bool(asked))
+    if args.command == "api":
+        from streams import logs
+        from streams.api.app import run_api
+
+        logs.configure(settings.log_level, settings.log_format)
+        return run_api(settings)
     if args.command == "token":
         print(mint_token(settings, args.sub, args.roles.split(","), args.ttl))
     elif args.command == "asyncapi":
         from streams.asyncapi import document
 
         print(orjson.dumps(document(settings), option=orjson.OPT_INDENT_2).decode())
+    elif args.command == "openapi":
+        from streams.api.app import create_app
+
+        openapi = create_app(settings).openapi()
+        print(orjson.dumps(openapi, option=orjson.OPT_INDENT_2).decode())
     elif args.command == "send":
         asyncio.run(_send(settings, args))
     elif args.command == "tail":

@@ -41,3 +41,9 @@ BUILD_INFO = Gauge("tally_build_info", "Build information", ["version"])
 BUILD_INFO.labels(__version__).set(1)
 RETRIES = Counter("tally_batch_retries", "Batches retried after a transient failure", ["error"])
 DUPLICATES = Counter("tally_duplicates", "Messages already decided (redelivery or duplicate send)")
+API_REQUESTS = Counter(
+    "tally_api_requests", "Requests answered by tally api", ["route", "method", "status"]
+)
+API_REQUEST_SECONDS = Histogram(
+    "tally_api_request_seconds", "Time tally api took to answer", ["route"], buckets=_LATENCY
+)

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8081, ge=0, le=65535)
+    api_max_wait: float = Field(default=30.0, ge=0)
 
     jwt_secret: str | None = Field(default=None, repr=False)
     jwt_public_key: str | None = Field(default=None, repr=False)

@@ -73,11 +73,11 @@ class MongoStore:
         await self._client.close()
 
     async def ping(self) -> None:
-        async with _timed("ping"):
+        async with timed("ping"):
             await self._client.admin.command("ping")
 
     async def ensure_indexes(self) -> None:
-        async with _timed("create_indexes"):
+        async with timed("create_indexes"):
             await self.accounts.create_index("owner_id")
             await self.entries.create_index([("account_id", 1), ("at", 1)])
             await self.entries.create_index("command_id")
@@ -88,7 +88,7 @@ class MongoStore:
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
-        async with _timed(f"find_{collection}"):
+        async with timed(f"find_{collection}"):
             found = self._collections[collection].find({"_id": {"$in": wanted}})
             return {doc["_id"]: doc async for doc in found}
 
@@ -119,7 +119,7 @@ class MongoStore:
         metrics.MONGO_WRITES.labels("accounts", "insert").inc(len(ops) - updates)
         if not ops:
             return
-        async with _timed("accounts"):
+        async with timed("accounts"):
             results = await asyncio.gather(
                 *(self.accounts.bulk_write(part, ordered=False) for part in _parts(ops)),
                 return_exceptions=True,
@@ -166,7 +166,7 @@ class MongoStore:
             return []
         metrics.MONGO_WRITES.labels(op, "insert").inc(len(docs))
         try:
-            async with _timed(op):
+            async with timed(op):
                 await collection.bulk_write([InsertOne(d) for d in docs], ordered=False)
         except BulkWriteError as exc:
             # A repeated flush re-inserts entries that already exist: that is the idempotence.
@@ -179,7 +179,7 @@ class MongoStore:
     async def _bulk(self, collection: AsyncCollection[Doc], ops: list[Any], op: str) -> None:
         if ops:
             metrics.MONGO_WRITES.labels(op, "update").inc(len(ops))
-            async with _timed(op):
+            async with timed(op):
                 await collection.bulk_write(ops, ordered=False)
 
 
@@ -219,7 +219,7 @@ def _account_op(write: AccountWrite) -> InsertOne[Doc] | UpdateOne:
 
 
 @asynccontextmanager
-async def _timed(operation: str) -> AsyncIterator[None]:
+async def timed(operation: str) -> AsyncIterator[None]:
     started = time.perf_counter()
     try:
         yield

@@ -64,6 +64,8 @@ class Tally:
     port: int = field(default_factory=free_port)
     partitions: int = 3
     process: subprocess.Popen[bytes] | None = None
+    api_port: int = field(default_factory=free_port)
+    api: subprocess.Popen[bytes] | None = None
 
     @property
     def topics(self) -> dict[str, str]:
@@ -81,6 +83,7 @@ class Tally:
             "TALLY_MONGO_DB": self.db,
             "TALLY_GROUP_ID": f"e2e-{self.run}",
             "TALLY_HTTP_PORT": str(self.port),
+            "TALLY_API_PORT": str(self.api_port),
             "TALLY_JWT_SECRET": SECRET,
             "TALLY_PARTITIONS": str(self.partitions),
             "TALLY_LOG_FORMAT": "json",
@@ -96,27 +99,35 @@ class Tally:
             )
         return self.process
 
+    def start_api(self, log: Path, **overrides: str) -> subprocess.Popen[bytes]:
+        """`tally api` beside the worker, on the same topics and database."""
+        with log.open("ab") as out:
+            self.api = subprocess.Popen(
+                [TALLY, "api"], env=self.env(**overrides), stdout=out, stderr=out
+            )
+        return self.api
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
     def stop(self, timeout: float = 40) -> int:
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
 
-    async def wait_ready(self, timeout: float = 60) -> None:
-        from aiohttp import ClientSession
+    def stop_api(self, timeout: float = 20) -> int:
+        assert self.api is not None
+        if self.api.poll() is None:
+            self.api.send_signal(signal.SIGTERM)
+        return self.api.wait(timeout)
 
-        deadline = time.monotonic() + timeout
-        async with ClientSession() as http:
-            while time.monotonic() < deadline:
-                assert self.process is not None and self.process.poll() is None, "worker exited"
-                try:
-                    async with http.get(f"http://127.0.0.1:{self.port}/readyz") as response:
-                        if response.status == 200:
-                            return
-                except OSError:
-                    pass
-                await asyncio.sleep(0.3)
-        raise TimeoutError("worker did not become ready")
+    async def wait_ready(self, timeout: float = 60) -> None:
+        await wait_ready(self.process, self.port, timeout)
+
+    async def wait_api_ready(self, timeout: float = 60) -> None:
+        await wait_ready(self.api, self.api_port, timeout)
 
     async def cleanup(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
@@ -131,6 +142,23 @@ class Tally:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO)
         await client.drop_database(self.db)
         await client.close()
+
+
+async def wait_ready(process: subprocess.Popen[bytes] | None, port: int, timeout: float) -> None:
+    from aiohttp import ClientSession
+
+    deadline = time.monotonic() + timeout
+    async with ClientSession() as http:
+        while time.monotonic() < deadline:
+            assert process is not None and process.poll() is None, "the process exited"
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            await asyncio.sleep(0.3)
+    raise TimeoutError(f"the process on port {port} did not become ready")
 
 
 def partition(key: str, partitions: int) -> int:

@@ -98,6 +98,13 @@ def test_committed_asyncapi_document_matches_the_models() -> None:
     assert json.loads(generated) == json.loads(committed), "run: make asyncapi"
 
 
+def test_committed_openapi_document_matches_the_api() -> None:
+    env = {"TALLY_JWT_SECRET": "x" * 32, "PATH": "/usr/bin:/bin"}
+    generated = subprocess.run([TALLY, "openapi"], env=env, capture_output=True, check=True).stdout
+    committed = (ROOT / "docs" / "openapi.json").read_text()
+    assert json.loads(generated) == json.loads(committed), "run: make asyncapi"
+
+
 def test_bad_configuration_stops_start_up_with_one_line_naming_the_variable() -> None:
     env = {"TALLY_JWT_SECRET": "x" * 32, "TALLY_HTTP_PORT": "eighty", "PATH": "/usr/bin:/bin"}
     result = subprocess.run([TALLY, "worker"], env=env, capture_output=True, text=True, timeout=30)
