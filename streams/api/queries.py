@@ -12,7 +12,7 @@ import base64
 import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from models.ids import command_inbox_id
 from streams.store import MongoStore, outbox_records, timed
 
 Doc = dict[str, Any]
+_EPOCH, _MS = datetime(1970, 1, 1, tzinfo=UTC), timedelta(milliseconds=1)
 ENTRY_ORDER = [("at", -1), ("_id", -1)]  # newest first; _id breaks ties within one batch
 # Serves the statement pages and balance lookups: equality on the account, then the order.
 ENTRY_INDEX = [("account_id", 1), ("at", -1), ("_id", -1)]
@@ -38,7 +39,7 @@ class Position:
     entry_id: str
 
     def encode(self) -> str:
-        ms = int(self.at.timestamp() * 1000)
+        ms = (self.at - _EPOCH) // _MS  # integers: a float would be a millisecond off
         raw = orjson.dumps([ms, self.entry_id])
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -49,7 +50,7 @@ class Position:
             ms, entry_id = orjson.loads(raw)
             if not isinstance(ms, int) or not isinstance(entry_id, str):
                 raise TypeError
-            return cls(datetime.fromtimestamp(ms / 1000, UTC), entry_id)
+            return cls(_EPOCH + ms * _MS, entry_id)
         except (binascii.Error, ValueError, TypeError, OverflowError, OSError):
             raise BadCursorError("cursor is not one this API handed out") from None
 
