@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -19,6 +19,7 @@ from models.documents import TransferLeg
 from models.ids import LEG_TYPE, command_inbox_id, leg_inbox_id
 from streams.codec import CloudEvent, Limits, RawHeaders, Undecodable, decode
 from streams.fetch import UnreadableRecord
+from streams.jwks import KeySource, StaticKeys
 from streams.legs import verify_leg
 from streams.settings import Settings
 
@@ -55,25 +56,6 @@ class DeadItem:
 
 Item = CommandItem | LegItem | DeadItem
 Envelope = CloudEvent | DeadItem
-
-
-class KeySource(Protocol):
-    """Where the token keys of a batch come from: fixed keys, or a JWKS endpoint's."""
-
-    async def keys_for(self, tokens: Sequence[str]) -> TokenKeys:
-        """Keys that verify `tokens` (as far as they can be found); raises OutageError when
-        the keys cannot be fetched."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class StaticKeys:
-    """TALLY_JWT_SECRET / TALLY_JWT_PUBLIC_KEY: the same keys for every batch."""
-
-    keys: TokenKeys
-
-    async def keys_for(self, tokens: Sequence[str]) -> TokenKeys:
-        return self.keys
 
 
 def record_time(record: Any) -> datetime | None:

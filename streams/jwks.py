@@ -1,4 +1,4 @@
-"""Token keys of a JWKS endpoint (TALLY_JWT_JWKS_URL): chosen by kid, cached, fetched again."""
+"""Where token keys come from: fixed keys, or a JWKS endpoint's, chosen by kid and cached."""
 
 from __future__ import annotations
 
@@ -6,19 +6,38 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
+from typing import Protocol
 
 import jwt
 
 from handlers.auth import ASYMMETRIC, TokenKeys, unverified_header
 from streams import __version__
 from streams.errors import OutageError
-from streams.intake import KeySource, StaticKeys
 from streams.settings import ConfigError, Settings
 
 log = logging.getLogger("tally.jwks")
 _FETCH_TIMEOUT_S = 10.0  # a batch waits for the fetch; an endpoint that hangs is an outage
+
+
+class KeySource(Protocol):
+    """Where the token keys of a batch come from: fixed keys, or a JWKS endpoint's."""
+
+    async def keys_for(self, tokens: Sequence[str]) -> TokenKeys:
+        """Keys that verify `tokens` (as far as they can be found); raises OutageError when
+        the keys cannot be fetched."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaticKeys:
+    """TALLY_JWT_SECRET / TALLY_JWT_PUBLIC_KEY: the same keys for every batch."""
+
+    keys: TokenKeys
+
+    async def keys_for(self, tokens: Sequence[str]) -> TokenKeys:
+        return self.keys
 
 
 class JwksUnavailableError(OutageError):

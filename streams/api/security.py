@@ -12,7 +12,7 @@ from handlers.auth import Principal, verify_token
 from handlers.decision import Rejection
 from streams.api.problems import ProblemError
 from streams.errors import OutageError
-from streams.intake import KeySource
+from streams.jwks import KeySource
 
 # auto_error=False: a missing header is our 401 problem, not FastAPI's 403.
 _bearer = HTTPBearer(auto_error=False, description="A JWT as for a command's authtoken")

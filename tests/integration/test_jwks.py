@@ -25,8 +25,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from handlers.auth import Principal, TokenKeys, verify_token
 from handlers.decision import Rejection
 from streams.errors import OutageError
-from streams.intake import StaticKeys
-from streams.jwks import JwksKeys, JwksUnavailableError, key_source
+from streams.jwks import JwksKeys, JwksUnavailableError, StaticKeys, key_source
 from streams.settings import ConfigError, Settings
 
 pytestmark = pytest.mark.integration
