@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -10,9 +11,42 @@ from prometheus_client import REGISTRY
 
 from streams.memory import InMemoryStore
 from streams.settings import Settings
+from streams.writes import AccountWrite
 from tests.integration.kit import SECRET, Recorder, command, deposit, opens, pipeline, transfer
 
 pytestmark = pytest.mark.unit
+Doc = dict[str, Any]
+
+
+class CrashError(Exception):
+    pass
+
+
+class CrashingStore(InMemoryStore):
+    """Dies once right after an account write, when armed: outboxes written, nothing else."""
+
+    armed = False
+
+    async def write_accounts(self, writes: Sequence[AccountWrite]) -> None:
+        await super().write_accounts(writes)
+        if self.armed:
+            self.armed = False
+            raise CrashError
+
+
+class RivalStore(InMemoryStore):
+    """Another worker inserts its own decision just before this one's first inbox insert."""
+
+    async def put_inbox(self, records: Sequence[Doc]) -> list[str]:
+        if records and not self.collections["inbox"]:
+            theirs = {**records[0]["outcome"], "source": "rival"}
+            self.collections["inbox"][records[0]["_id"]] = {**records[0], "outcome": theirs}
+        return await super().put_inbox(records)
+
+
+def withdraw_too_much(offset: int) -> Any:
+    data = {"account_id": "a", "amount": 10_000, "currency": "EUR", "external_ref": "w"}
+    return command(offset, "ledger.withdrawal.v1", data)
 
 
 def _pipeline(local: bool = True) -> tuple[Any, InMemoryStore, Recorder]:
@@ -60,3 +94,53 @@ async def test_unknown_command_types_share_one_metric_label() -> None:
         )
         is None
     )
+
+
+async def test_outbox_records_keep_their_stored_fields_in_their_stored_order() -> None:
+    worker, store, _ = _pipeline()
+    await worker.process([*opens("a", "b"), deposit(2), transfer(3), withdraw_too_much(4)], 0.0)
+    common = ["_id", "command_id", "outcome", "leg", "at"]
+    outboxes = {key: doc["outbox"] for key, doc in store.collections["accounts"].items()}
+    assert [list(r) for r in outboxes["a"]] == [
+        [*common, "entries"],  # opened
+        [*common, "entries"],  # deposited
+        [*common, "entries", "transfer"],  # debited
+        common,  # rejected: no entries field at all
+    ]
+    assert [list(r) for r in outboxes["b"]][-1] == [*common, "entries", "transfer", "completes"]
+    assert set(store.collections["inbox"]["c:cmd-3"]) == set(common)
+
+
+async def test_what_a_crash_left_in_an_outbox_is_finished_and_kept_there_unchanged() -> None:
+    store, publisher = CrashingStore(), Recorder()
+    worker = pipeline(Settings(jwt_secret=SECRET), store, publisher, local=True)
+    await worker.process(opens("a", "b"), time.time())
+    store.armed = True
+    with pytest.raises(CrashError):
+        await worker.process([deposit(2), transfer(3), withdraw_too_much(4)], time.time())
+    left = store.collections["accounts"]["a"]["outbox"]
+    assert [r["_id"] for r in left] == ["c:cmd-2", "c:cmd-3", "c:cmd-4"]
+    assert "c:cmd-2" not in store.collections["inbox"]
+    after, recorder = _restarted(store)
+    await after.process([deposit(5)], time.time())
+    assert store.collections["accounts"]["a"]["outbox"][:3] == left  # rewritten as it was
+    assert {"c:cmd-2", "c:cmd-3", "c:cmd-4", "c:cmd-5"} <= store.collections["inbox"].keys()
+    # the debit was durable, its credit not: the adopted transfer goes on through its leg
+    assert set(recorder.legs()) == {b"cmd-3:credit"}
+    assert store.collections["transfers"]["t3"]["state"] == "debited"
+    assert recorder.outcomes()["cmd-4"] == {b"ledger.command.rejected.v1"}
+
+
+async def test_an_account_less_decision_another_worker_made_first_is_the_one_published() -> None:
+    store, publisher = RivalStore(), Recorder()
+    worker = pipeline(Settings(jwt_secret=SECRET), store, publisher)
+    odd = command(1, "made.up", {"account_id": "a"})
+    await worker.process([odd, odd], time.time())  # the second is a duplicate of the first
+    sources = [dict(m.headers)["ce_source"] for m in publisher.sent]
+    assert sources == [b"rival", b"rival"]
+    assert store.collections["inbox"]["c:cmd-1"]["outcome"]["source"] == "rival"
+
+
+def _restarted(store: InMemoryStore) -> tuple[Any, Recorder]:
+    publisher = Recorder()
+    return pipeline(Settings(jwt_secret=SECRET), store, publisher, local=True), publisher
