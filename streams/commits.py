@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 from streams import metrics
 
 log = logging.getLogger("tally.worker")
+_LAG_TIMEOUT_S = 2.0  # a retry waits no longer for the log ends
 
 
 class Committing(Protocol):
@@ -23,6 +24,10 @@ class Committing(Protocol):
     def assignment(self) -> set[Any]: ...
 
     def highwater(self, tp: Any) -> int | None: ...
+
+    async def end_offsets(self, partitions: list[Any]) -> dict[Any, int]: ...
+
+    async def committed(self, tp: Any) -> int | None: ...
 
 
 class Commits:
@@ -57,12 +62,31 @@ class Commits:
     def update_lag(self) -> None:
         """`tally_consumer_lag`: the log end less what is committed, per partition owned."""
         for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
-            committed = self._committed.get(tp)
-            if high is not None and committed is not None:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
-                    max(high - committed, 0)
-                )
+            self._set_lag(tp, self._consumer.highwater(tp))
+
+    async def refresh_lag(self) -> None:
+        """The lag from log ends asked of the broker. While a batch is retried nothing is
+        fetched, so the fetched high-water marks stand still; the lag must not (an alert on
+        a growing lag is how a stuck worker is noticed). Without an answer, it stays as it was."""
+        owned = list(self._consumer.assignment())
+        if not owned:
+            return
+        try:
+            async with asyncio.timeout(_LAG_TIMEOUT_S):
+                ends = await self._consumer.end_offsets(owned)
+                for tp in owned:  # a partition not committed by this worker yet: the group's
+                    if tp not in self._committed:
+                        self._committed[tp] = await self._consumer.committed(tp) or 0
+        except Exception as exc:  # the broker away: nothing new to say about the lag
+            log.debug("lag not refreshed", extra={"error": repr(exc)[:200]})
+            return
+        for tp, high in ends.items():
+            self._set_lag(tp, high)
+
+    def _set_lag(self, tp: Any, high: int | None) -> None:
+        committed = self._committed.get(tp)
+        if high is not None and committed is not None:
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(high - committed, 0))
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
         # Only partitions still ours: a batch that outlived its revocation (it held the loop

@@ -152,6 +152,7 @@ class BatchLoop:
                     extra={"error": repr(exc)[:300], "records": len(batch.records)},
                     exc_info=not outage,
                 )
+            await self.commits.refresh_lag()
             remaining = self._shutdown.time_left()
             if remaining <= 0:
                 log.warning("shutdown deadline passed; batch left for redelivery")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
-from streams import kafka
+from streams import kafka, metrics
 from streams.app import Worker
 from streams.batches import Batch
 from streams.health import Health
@@ -248,3 +248,49 @@ async def test_a_failed_flush_is_retried_with_the_batch_applied_while_it_ran() -
         ("flush", [1, 2, 3]),
     ]
     assert consumer.commits == [{"tp": 4}]  # nothing of the failed batch was committed before
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+class GrowingLogConsumer:
+    """Owns one partition whose log end grows while nothing is fetched; revokes it after
+    four failed attempts so the retry loop ends."""
+
+    tp = TP("lagging.commands", 0)
+
+    def __init__(self, pipeline: FailingPipeline) -> None:
+        self.pipeline = pipeline
+        self.end = 10
+
+    def assignment(self) -> set[Any]:
+        return {self.tp} if self.pipeline.attempts < 4 else set()
+
+    def highwater(self, tp: Any) -> int | None:
+        return 10  # what the last fetch said: stands still while the batch is retried
+
+    async def end_offsets(self, partitions: list[Any]) -> dict[Any, int]:
+        self.end += 5  # producers keep writing
+        return dict.fromkeys(partitions, self.end)
+
+    async def committed(self, tp: Any) -> int | None:
+        return 7
+
+
+async def test_the_lag_keeps_growing_while_a_batch_is_retried() -> None:
+    pipeline = FailingPipeline()
+    consumer = GrowingLogConsumer(pipeline)
+    loop = batch_loop(consumer, pipeline, retry_backoff_max=0.01)
+    lag = metrics.CONSUMER_LAG.labels("lagging.commands", "0")
+    seen: list[float] = []
+    real_refresh = loop.commits.refresh_lag
+
+    async def refresh() -> None:
+        await real_refresh()
+        seen.append(lag._value.get())
+
+    loop.commits.refresh_lag = refresh  # type: ignore[method-assign]
+    await asyncio.wait_for(loop._process(Batch({consumer.tp: ["record"]}, time.time())), 5)
+    assert seen[:3] == [8.0, 13.0, 18.0]  # log end 15, 20, 25 less the group's committed 7
