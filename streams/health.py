@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streams import metrics
+
 
 @dataclass(slots=True)
 class Health:
@@ -18,8 +20,12 @@ class Health:
         }
     )
 
+    def __post_init__(self) -> None:
+        metrics.READY.set(0)
+
     def set(self, name: str, problem: str | None) -> None:
         self.checks[name] = problem
+        metrics.READY.set(1 if self.ready else 0)
 
     @property
     def ready(self) -> bool:

@@ -38,6 +38,7 @@ BATCH_STAGE_SECONDS = Histogram(
     buckets=_LATENCY,
 )
 BUILD_INFO = Gauge("tally_build_info", "Build information", ["version"])
+READY = Gauge("tally_ready", "1 while /readyz answers 200, else 0")
 BUILD_INFO.labels(__version__).set(1)
 RETRIES = Counter("tally_batch_retries", "Batches retried after a transient failure", ["error"])
 DUPLICATES = Counter("tally_duplicates", "Messages already decided (redelivery or duplicate send)")
