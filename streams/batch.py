@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from models.commands import Deposit, Transfer, Withdrawal
 from models.documents import Account, Entry, TransferLeg, TransferRecord, TransferState
 from models.events import CommandRejected
 from models.ids import leg_inbox_id
+from streams.decisions import DecisionRecord
 from streams.intake import CommandItem, DeadItem, LegItem, record_day
 from streams.outcomes import StoredEvent, stored_event
 
@@ -27,11 +28,11 @@ class Loaded:
     """What the batch read from MongoDB before deciding."""
 
     accounts: dict[str, Doc]
-    inbox: dict[str, Doc]
+    inbox: dict[str, DecisionRecord]  # final decisions, by inbox id
     transfer_ids: set[str]
     ref_ids: set[str]
     # account id -> outbox records not yet flushed (no inbox record): a crash interrupted them
-    unflushed: dict[str, list[Doc]]
+    unflushed: dict[str, list[DecisionRecord]]
     # transfer id -> stored document, for the batch's legs: a leg must match its debit (§8.8)
     leg_transfers: dict[str, Doc] = field(default_factory=dict)
     # For legs whose transfer document is missing or another command's (a transfer id reused
@@ -45,12 +46,12 @@ class Loaded:
 class Plan:
     """Everything one batch will write and publish, in the order the pipeline does it."""
 
-    first_inbox: list[Doc] = field(default_factory=list)  # decisions that touch no account
-    outboxes: dict[str, list[Doc]] = field(default_factory=dict)  # account id -> its outbox
+    first_inbox: list[DecisionRecord] = field(default_factory=list)  # touching no account
+    outboxes: dict[str, list[DecisionRecord]] = field(default_factory=dict)  # by account id
     touched: dict[str, Account] = field(default_factory=dict)  # account id -> new state
     versions: dict[str, int | None] = field(default_factory=dict)  # as loaded; None: new
-    flush: list[Doc] = field(default_factory=list)  # decisions whose effects to (re)apply
-    republish: list[Doc] = field(default_factory=list)  # already-final inbox records
+    flush: list[DecisionRecord] = field(default_factory=list)  # effects to (re)apply
+    republish: list[DecisionRecord] = field(default_factory=list)  # already final
     accepted: list[tuple[str, str]] = field(default_factory=list)  # (type, reason|"accepted")
     timestamps: list[float] = field(default_factory=list)  # record timestamps of outcomes
     dead: list[DeadItem] = field(default_factory=list)  # legs of no debit in flight: untrusted
@@ -58,24 +59,36 @@ class Plan:
     # destinations this worker owns. Their accounts are written in a second round, after the
     # debited sources are durable; `first_round` is the state and outbox each account had
     # before the credits, which is what the first round writes.
-    settled: dict[str, Doc] = field(default_factory=dict)  # transfer command id -> leg record
+    settled: dict[str, DecisionRecord] = field(default_factory=dict)  # by transfer command id
     second_round: set[str] = field(default_factory=set)  # accounts credited locally
     sources: set[str] = field(default_factory=set)  # their debited sources: first round
-    first_round: dict[str, tuple[Account, list[Doc]]] = field(default_factory=dict)
+    first_round: dict[str, tuple[Account, list[DecisionRecord]]] = field(default_factory=dict)
+
+    def adopt(self, stored: Mapping[str, DecisionRecord]) -> None:
+        """Publish the outcome and leg of the account-less decisions another worker made first
+        (their inbox records won, Pipeline.apply) instead of this batch's own."""
+        won = {
+            r.id: replace(r, outcome=stored[r.id].outcome, leg=stored[r.id].leg)
+            for r in self.first_inbox
+            if r.id in stored
+        }
+        self.first_inbox = [won.get(r.id, r) for r in self.first_inbox]
+        self.flush = [won.get(r.id, r) for r in self.flush]
+        # a duplicate later in the batch republishes the same decision
+        self.republish = [won.get(r.id, r) for r in self.republish]
 
 
 def ref_id(account_id: str, external_ref: str) -> str:
     return f"{account_id}/{external_ref}"
 
 
-def note_claims(record: Doc, refs: set[str], transfers: set[str]) -> None:
+def note_claims(record: DecisionRecord, refs: set[str], transfers: set[str]) -> None:
     """Adds the external refs and the transfer id a decision record claims."""
-    for entry in record.get("entries", []):
+    for entry in record.entries or ():
         if entry.get("external_ref"):
             refs.add(ref_id(entry["account_id"], entry["external_ref"]))
-    transfer = record.get("transfer")
-    if transfer is not None:
-        transfers.add(transfer["_id"])
+    if record.transfer is not None:
+        transfers.add(record.transfer["_id"])
 
 
 class BatchDecider:
@@ -96,10 +109,10 @@ class BatchDecider:
         self._state: dict[str, Account | None] = {
             key: Account.model_validate(_state_fields(doc)) for key, doc in loaded.accounts.items()
         }
-        self._decided: dict[str, Doc] = {}
+        self._decided: dict[str, DecisionRecord] = {}
         self._refs = set(loaded.ref_ids)
         self._transfers = set(loaded.transfer_ids)
-        self._legs: list[tuple[Doc, TransferLeg, Any]] = []  # fresh credit legs, for phase 2
+        self._legs: list[tuple[DecisionRecord, TransferLeg, Any]] = []  # fresh credits: phase 2
         # transfer id -> the transfer as the batch's legs left it: settled is no longer in flight
         self._leg_transfers: dict[str, TransferRecord] = {}
         self._leg_entries = {k: Entry.model_validate(d) for k, d in loaded.leg_entries.items()}
@@ -113,13 +126,13 @@ class BatchDecider:
         # a crash may have stopped its journal, transfer, publication: finish it now.
         for key, pending in self._loaded.unflushed.items():
             for record in pending:
-                self._decided[record["_id"]] = record
+                self._decided[record.id] = record
                 self.plan.flush.append(record)
                 self._note_unflushed_claims(record)
             if pending:
                 self.plan.outboxes[key] = list(pending)
 
-    def _note_unflushed_claims(self, record: Doc) -> None:
+    def _note_unflushed_claims(self, record: DecisionRecord) -> None:
         # Its external_ref and transfer_id are not in their collections yet (the crash came
         # before the flush), yet they are taken: a reuse in this batch must be refused.
         note_claims(record, self._refs, self._transfers)
@@ -192,9 +205,7 @@ class BatchDecider:
             self._ended[leg.command_id] = result.transfer.state
             if transfer is not None:  # never onto another command's document
                 self._leg_transfers[leg.transfer_id] = result.transfer
-        record = self._record(item.inbox_id, ctx, result)
-        if result.outcome is not None:
-            record["completes"] = True
+        record = self._record(item.inbox_id, ctx, result, completes=result.outcome is not None)
         self._place(key, facts.account, result, record)
 
     def _leg_transfer(self, transfer_id: str) -> TransferRecord | None:
@@ -228,15 +239,14 @@ class BatchDecider:
             # the trace the Kafka leg would carry: the transfer command's
             ctx = self._context(leg.command_id, leg.message_id, kafka_record, leg.traceparent)
             result = decide_leg(leg, Facts(account=account), ctx)
-            record = self._record(leg_inbox_id(leg.command_id, leg.leg), ctx, result)
-            if result.outcome is not None:
-                record["completes"] = True
+            inbox_id = leg_inbox_id(leg.command_id, leg.leg)
+            record = self._record(inbox_id, ctx, result, completes=result.outcome is not None)
             if destination in plan.touched and destination not in plan.first_round:
                 # as the account stood before its first local credit: what round 1 writes
                 outbox = list(plan.outboxes.get(destination, []))
                 plan.first_round[destination] = (plan.touched[destination], outbox)
             self._place(destination, account, result, record)
-            plan.settled[source_record["command_id"]] = record
+            plan.settled[source_record.command_id] = record
             plan.second_round.add(destination)
             plan.sources.add(leg.from_account)
         self._legs.clear()
@@ -252,8 +262,10 @@ class BatchDecider:
         if isinstance(command, Transfer):
             self._transfers.add(command.transfer_id)
 
-    def _place(self, key: str, before: Account | None, result: Decision, record: Doc) -> None:
-        self._decided[record["_id"]] = record
+    def _place(
+        self, key: str, before: Account | None, result: Decision, record: DecisionRecord
+    ) -> None:
+        self._decided[record.id] = record
         self.plan.flush.append(record)
         if before is None and result.account is None:
             self.plan.first_inbox.append(record)
@@ -279,13 +291,10 @@ class BatchDecider:
         event = self._event(
             data, subject, item.event.id, item.event.id, item.event.attributes.get("traceparent")
         )
-        record: Doc = {
-            "_id": item.inbox_id,
-            "command_id": item.event.id,
-            "outcome": event,
-            "leg": None,
-            "at": self._now,
-        }
+        # no entries field at all: a rejection moves nothing
+        record = DecisionRecord(
+            id=item.inbox_id, command_id=item.event.id, outcome=event, leg=None, at=self._now
+        )
         self.plan.accepted.append((item.event.type, rejection.reason))
         self.plan.timestamps.append(item.record.timestamp)
         before = self._state.get(account_key) if account_key else None
@@ -293,7 +302,9 @@ class BatchDecider:
         # outbox, atomically with the state it was decided against (contract §8.1).
         self._place(account_key or "", before, Decision(account=None, outcome=None), record)
 
-    def _record(self, inbox_id: str, ctx: Context, result: Decision) -> Doc:
+    def _record(
+        self, inbox_id: str, ctx: Context, result: Decision, *, completes: bool = False
+    ) -> DecisionRecord:
         event = None
         if result.outcome is not None:
             event = self._event(
@@ -305,17 +316,17 @@ class BatchDecider:
             )
         # a leg carries the trace itself: the handlers made it with the context's traceparent
         leg = result.leg.model_dump(mode="json") if result.leg is not None else None
-        record: Doc = {
-            "_id": inbox_id,
-            "command_id": ctx.command_id,
-            "outcome": event,
-            "leg": leg,
-            "at": self._now,
-            "entries": [e.model_dump(by_alias=True) for e in result.entries],
-        }
-        if result.transfer is not None:
-            record["transfer"] = result.transfer.model_dump(by_alias=True)
-        return record
+        transfer = result.transfer
+        return DecisionRecord(
+            id=inbox_id,
+            command_id=ctx.command_id,
+            outcome=event,
+            leg=leg,
+            at=self._now,
+            entries=tuple(e.model_dump(by_alias=True) for e in result.entries),
+            transfer=None if transfer is None else transfer.model_dump(by_alias=True),
+            completes=completes,
+        )
 
     def _event(
         self, data: Any, subject: str | None, command_id: str, causation_id: str, trace: str | None

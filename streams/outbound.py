@@ -29,11 +29,11 @@ class Outbound:
     def messages(self, plan: Plan, dead: list[DeadItem]) -> list[Message]:
         s = self._settings
         messages: list[Message] = []
-        flushed = {r["_id"] for r in plan.flush}
+        flushed = {r.id for r in plan.flush}
         for record in [*plan.flush, *plan.republish]:
-            if record.get("outcome"):
-                messages.append(outcome_message(s.topic_events, record["outcome"]))
-            leg = record.get("leg")
+            if record.outcome:
+                messages.append(outcome_message(s.topic_events, record.outcome))
+            leg = record.leg
             # A leg settled in this very flush (local settlement) needs no message.
             if leg and leg_inbox_id(leg["command_id"], leg["leg"]) not in flushed:
                 messages.append(self.leg_message(leg))

@@ -15,7 +15,8 @@ from models.commands import Deposit, Transfer, Withdrawal
 from models.documents import TransferLeg
 from models.ids import command_inbox_id
 from streams import metrics
-from streams.batch import BatchDecider, Doc, Loaded, Plan, note_claims, ref_id
+from streams.batch import BatchDecider, Doc, Loaded, Plan, ref_id
+from streams.decisions import DecisionRecord
 from streams.errors import TallyError
 from streams.intake import (
     CommandItem,
@@ -29,15 +30,7 @@ from streams.ports import Store
 from streams.publish import KafkaPublisher, dead_letter
 from streams.settings import Settings
 from streams.store import outbox_records
-from streams.writes import (
-    InFlight,
-    account_writes,
-    carry,
-    effects,
-    inbox_record,
-    inbox_records,
-    merged,
-)
+from streams.writes import InFlight, account_writes, effects, inbox_records, merged
 
 T = TypeVar("T")
 
@@ -55,7 +48,7 @@ class Decided:
     fetched_at: float
     size: int
     generation: int  # Pipeline.generation when decided; apply() refuses another one
-    inbox: list[Doc] = field(default_factory=list)  # inbox form of every decision, by apply()
+    inbox: list[DecisionRecord] = field(default_factory=list)  # inbox form, by apply()
     in_flight: InFlight | None = None  # set by apply(), until flush() succeeds
 
 
@@ -184,7 +177,7 @@ class Pipeline:
         store = self._store
         in_flight = merged(self._in_flight)  # as of now, even if a flush ends during the reads
         cached = {key: self._accounts[key] for key in keys if key in self._accounts}
-        accounts, inbox, found_transfers, found_refs = await asyncio.gather(
+        accounts, found_inbox, found_transfers, found_refs = await asyncio.gather(
             store.find_by_ids("accounts", [key for key in keys if key not in cached]),
             store.find_by_ids("inbox", inbox_ids),
             # with the transfers the batch's legs settle: no extra round trip (ADR 6)
@@ -192,6 +185,7 @@ class Pipeline:
             store.find_by_ids("external_refs", refs),
         )
         accounts |= cached
+        inbox = _inbox(found_inbox)
         # The batch still flushing is final, though its inbox records may not be written yet.
         inbox |= {i: in_flight.records[i] for i in inbox_ids if i in in_flight.records}
         maybe = {
@@ -202,10 +196,10 @@ class Pipeline:
         known = inbox.keys() | in_flight.records.keys()
         unknown = [r["_id"] for records in maybe.values() for r in records if r["_id"] not in known]
         if unknown:
-            inbox |= await store.find_by_ids("inbox", unknown)
+            inbox |= _inbox(await store.find_by_ids("inbox", unknown))
             known = inbox.keys() | in_flight.records.keys()
         unflushed = {
-            key: pending
+            key: [DecisionRecord.from_outbox(r) for r in pending]
             for key, records in maybe.items()
             if (pending := [r for r in records if r["_id"] not in known])
         }
@@ -246,15 +240,13 @@ class Pipeline:
         store, plan = self._store, decided.plan
         # (a) decisions that touch no existing account become final before any account
         # changes, so a redelivery cannot decide them differently against newer state.
-        taken = await store.put_inbox([inbox_record(r) for r in plan.first_inbox])
+        taken = await store.put_inbox([r.inbox_document() for r in plan.first_inbox])
         if taken:  # another worker decided these first (a rebalance race): theirs is final
-            await self._adopt_decisions(plan, taken)
+            plan.adopt(_inbox(await store.find_by_ids("inbox", taken)))
         # A flush that failed meanwhile dropped the caches and the batches in flight, whose
         # records must be carried into the outboxes written here: decide again instead.
         self._refuse_if_stale(decided)
-        first, second = account_writes(plan)
-        own = {w.document["_id"]: w.outbox for w in [*first, *second]}
-        first, second = carry(self._in_flight, first), carry(self._in_flight, second)
+        first, second = account_writes(plan, self._in_flight)
         with _stage("accounts"):
             await store.write_accounts(first)  # (b) one atomic write per account
             # (b2) destinations credited locally, once the debits they depend on are durable
@@ -264,12 +256,8 @@ class Pipeline:
         # Durable now (ADR 4): the next batch may be decided on this state while this one
         # flushes; these decisions count as final for it, and these outboxes as handled.
         decided.inbox = inbox_records(plan)
-        in_flight = InFlight({r["_id"]: r for r in decided.inbox})
-        for record in plan.flush:
-            note_claims(record, in_flight.ref_ids, in_flight.transfer_ids)
-        in_flight.outboxes = own  # without what was carried: that stays with its own batch
-        decided.in_flight = in_flight
-        self._in_flight.append(in_flight)
+        decided.in_flight = InFlight.of(plan, decided.inbox)
+        self._in_flight.append(decided.in_flight)
         for write in [*first, *second]:
             key = write.document["_id"]
             version = 1 if write.loaded_version is None else write.loaded_version + 1
@@ -290,15 +278,17 @@ class Pipeline:
 
     async def _finish(self, decided: Decided) -> None:
         store, plan = self._store, decided.plan
-        flushed = {r["_id"] for r in plan.flush}
-        first = {r["_id"] for r in plan.first_inbox}  # written by apply already
-        await store.put_inbox([r for r in decided.inbox if r["_id"] not in first])
+        flushed = {r.id for r in plan.flush}
+        first = {r.id for r in plan.first_inbox}  # written by apply already
+        await store.put_inbox([r.inbox_document() for r in decided.inbox if r.id not in first])
         # A saga settled in an earlier batch: its outcome goes onto the command's inbox record.
         await store.complete_commands(
             [
-                r["outcome"]
+                r.outcome
                 for r in plan.flush
-                if r.get("completes") and command_inbox_id(r["command_id"]) not in flushed
+                if r.completes
+                and r.outcome is not None
+                and command_inbox_id(r.command_id) not in flushed
             ]
         )
 
@@ -308,17 +298,14 @@ class Pipeline:
         if len(self._accounts) > _CACHED_ACCOUNTS:
             del self._accounts[next(iter(self._accounts))]
 
-    async def _adopt_decisions(self, plan: Plan, ids: list[str]) -> None:
-        stored = await self._store.find_by_ids("inbox", ids)
-        for record in plan.first_inbox:
-            if record["_id"] in stored:
-                record["outcome"] = stored[record["_id"]].get("outcome")
-                record["leg"] = stored[record["_id"]].get("leg")
-
 
 async def _compute(offload: bool, work: Callable[..., T], *args: Any) -> T:
     """`work(*args)`, in a thread when `offload` (pure work only)."""
     return await asyncio.to_thread(work, *args) if offload else work(*args)
+
+
+def _inbox(found: dict[str, Doc]) -> dict[str, DecisionRecord]:
+    return {key: DecisionRecord.from_inbox(doc) for key, doc in found.items()}
 
 
 def _nowhere(account: str) -> bool:

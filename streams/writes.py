@@ -5,20 +5,22 @@ made on it; everything else follows from those records, idempotently."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from models.documents import Account
 from models.ids import is_command_inbox_id
-from streams.batch import Plan, ref_id
+from streams.batch import Plan, note_claims, ref_id
+from streams.decisions import DecisionRecord
 
 Doc = dict[str, Any]
-INBOX_FIELDS = ("_id", "command_id", "outcome", "leg", "at")
 
 
 @dataclass(frozen=True, slots=True)
 class AccountWrite:
-    """The new state of one account and the outbox of the decisions made on it."""
+    """The new state of one account and the outbox of the decisions made on it, as the store
+    port takes them: documents (DecisionRecord.outbox_document)."""
 
     document: Doc
     loaded_version: int | None  # None: the account is new (opened in this batch)
@@ -44,10 +46,21 @@ class InFlight:
     not yet (all) in the inbox. Batches decided or applied meanwhile must see its decisions,
     and an account written again meanwhile must keep its records in the new outbox."""
 
-    records: dict[str, Doc] = field(default_factory=dict)  # inbox id -> its inbox form
+    records: dict[str, DecisionRecord] = field(default_factory=dict)  # by inbox id: inbox form
     transfer_ids: set[str] = field(default_factory=set)
     ref_ids: set[str] = field(default_factory=set)
-    outboxes: dict[str, list[Doc]] = field(default_factory=dict)  # account -> records written
+    # account -> the records it wrote there, without those it carried for an earlier batch
+    outboxes: dict[str, list[DecisionRecord]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, plan: Plan, inbox: list[DecisionRecord]) -> InFlight:
+        """An applied batch; `inbox`: the inbox form of its decisions (inbox_records)."""
+        batch = cls({r.id: r for r in inbox})
+        for record in plan.flush:
+            note_claims(record, batch.ref_ids, batch.transfer_ids)
+        # every account it touched is written, in one round or both: the last write's outbox
+        batch.outboxes = {key: plan.outboxes.get(key, []) for key in plan.touched}
+        return batch
 
 
 def merged(batches: list[InFlight]) -> InFlight:
@@ -60,27 +73,26 @@ def merged(batches: list[InFlight]) -> InFlight:
     return together
 
 
-def carry(batches: list[InFlight], writes: list[AccountWrite]) -> list[AccountWrite]:
-    """Keep the records of batches still flushing in the outboxes written over theirs.
+def carry(
+    batches: Sequence[InFlight], key: str, outbox: list[DecisionRecord]
+) -> list[DecisionRecord]:
+    """Account `key`'s outbox, led by the records batches still flushing wrote there.
 
     An account's outbox is what a crash recovers from (ADR 4): replacing it before its
     records are flushed would lose them. Carried records already flushed by the time of a
     crash are found in the inbox then and only republished (same event ids, §8.1)."""
     if not batches:
-        return writes
-    result = []
-    for write in writes:
-        key = write.document["_id"]
-        own = {r["_id"] for r in write.outbox}
-        carried = [
-            r for batch in batches for r in batch.outboxes.get(key, ()) if r["_id"] not in own
-        ]
-        result.append(replace(write, outbox=carried + write.outbox) if carried else write)
-    return result
+        return outbox
+    own = {r.id for r in outbox}
+    carried = [r for batch in batches for r in batch.outboxes.get(key, ()) if r.id not in own]
+    return carried + outbox if carried else outbox
 
 
-def account_writes(plan: Plan) -> tuple[list[AccountWrite], list[AccountWrite]]:
-    """The two rounds of account writes: everything but local credits, then local credits.
+def account_writes(
+    plan: Plan, flushing: Sequence[InFlight] = ()
+) -> tuple[list[AccountWrite], list[AccountWrite]]:
+    """The two rounds of account writes: everything but local credits, then local credits;
+    each outbox keeps the records of the batches still `flushing` (carry).
 
     An account credited locally is written once, in the second round, unless it is itself the
     source of a local credit: then the first round writes its state before the credits (so
@@ -94,15 +106,20 @@ def account_writes(plan: Plan) -> tuple[list[AccountWrite], list[AccountWrite]]:
         outbox = plan.outboxes.get(key, [])
         if key in plan.second_round:
             account, outbox = plan.first_round[key]
-        first.append(AccountWrite(state_document(account), plan.versions[key], outbox))
+        first.append(_write(account, plan.versions[key], carry(flushing, key, outbox)))
     written = {w.document["_id"]: w.loaded_version for w in first}
     second: list[AccountWrite] = []
     for key in plan.second_round:
         version = plan.versions[key]
         if key in written:
             version = 1 if version is None else version + 1
-        second.append(AccountWrite(state_document(plan.touched[key]), version, plan.outboxes[key]))
+        outbox = carry(flushing, key, plan.outboxes[key])
+        second.append(_write(plan.touched[key], version, outbox))
     return first, second
+
+
+def _write(account: Account, version: int | None, outbox: list[DecisionRecord]) -> AccountWrite:
+    return AccountWrite(state_document(account), version, [r.outbox_document() for r in outbox])
 
 
 def state_document(account: Account) -> Doc:
@@ -110,38 +127,36 @@ def state_document(account: Account) -> Doc:
     return account.model_dump(by_alias=True, exclude={"version"})
 
 
-def inbox_records(plan: Plan) -> list[Doc]:
-    """The inbox form of every decision of the batch."""
-    terminal = {r["command_id"]: r["outcome"] for r in plan.flush if r.get("completes")}
-    return [
-        inbox_record(r, terminal.get(r["command_id"]) if is_command_inbox_id(r["_id"]) else None)
-        for r in plan.flush
-    ]
+def inbox_records(plan: Plan) -> list[DecisionRecord]:
+    """Every decision of the batch as the inbox will keep it (DecisionRecord.inbox_document)."""
+    terminal = {r.command_id: r.outcome for r in plan.flush if r.completes}
+    return [_inbox_form(r, terminal.get(r.command_id)) for r in plan.flush]
 
 
-def inbox_record(record: Doc, terminal: Doc | None = None) -> Doc:
-    """The inbox form of a decision; a transfer settled in the same flush gets its outcome."""
-    inbox = {k: record[k] for k in INBOX_FIELDS if k in record}
-    if terminal is not None and not record.get("outcome"):
-        inbox |= {"outcome": terminal, "leg": None}
-    return inbox
+def _inbox_form(record: DecisionRecord, terminal: Doc | None) -> DecisionRecord:
+    # A transfer whose saga ended in the same flush: its command's record gets the outcome it
+    # ended with, and no leg a duplicate would send again.
+    if terminal is None or record.outcome or not is_command_inbox_id(record.id):
+        return record
+    return replace(record, outcome=terminal, leg=None)
 
 
-def effects(records: list[Doc]) -> Effects:
+def effects(records: list[DecisionRecord]) -> Effects:
     """The idempotent writes that follow from decision records: journal, transfers, refs."""
     result = Effects()
     debited: dict[str, Doc] = {}
     for record in records:
-        result.entries += record.get("entries", [])
-        transfer = record.get("transfer")
+        entries = record.entries or ()
+        result.entries += entries
+        transfer = record.transfer
         if transfer is not None and transfer["state"] == "debited":
             debited[transfer["_id"]] = transfer
-        for entry in record.get("entries", []):
+        for entry in entries:
             if entry.get("external_ref"):
                 ref = ref_id(entry["account_id"], entry["external_ref"])
                 result.refs.append({"_id": ref, "command_id": entry["command_id"]})
     for record in records:
-        transfer = record.get("transfer")
+        transfer = record.transfer
         if transfer is None or transfer["state"] == "debited":
             continue
         fields = {k: transfer[k] for k in ("state", "reason", "updated_at")}

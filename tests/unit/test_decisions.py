@@ -8,6 +8,7 @@ from typing import Any
 import bson
 import pytest
 
+from streams.batch import Plan
 from streams.decisions import DecisionRecord
 
 pytestmark = pytest.mark.unit
@@ -138,3 +139,15 @@ def test_an_inbox_record_a_sagas_end_created_reads_as_its_transfer_commands_outc
         outcome,
         None,
     )
+
+
+def test_another_workers_decision_replaces_the_record_in_every_list_of_the_plan() -> None:
+    mine = DecisionRecord.from_outbox(REJECTION)
+    other = DecisionRecord.from_outbox(DEPOSIT)
+    plan = Plan(first_inbox=[mine], flush=[other, mine], republish=[mine])
+    theirs = {**REJECTION["outcome"], "source": "the-other-worker"}
+    plan.adopt({mine.id: DecisionRecord.from_inbox({**REJECTION, "outcome": theirs})})
+    assert [r.outcome for r in plan.first_inbox] == [theirs]
+    assert [r.outcome for r in plan.flush] == [DEPOSIT["outcome"], theirs]
+    assert [r.outcome for r in plan.republish] == [theirs]  # a duplicate later in the batch
+    assert mine.outcome == REJECTION["outcome"]  # records are never patched

@@ -256,8 +256,8 @@ def test_every_record_of_any_bytes_ends_in_exactly_one_place(records: list[Recor
     assert len(plan.flush) + len(plan.republish) + len(_dead_in(plan)) == len(work)
     for item in work:
         if isinstance(item, CommandItem):
-            record = next(r for r in [*plan.flush, *plan.republish] if r["_id"] == item.inbox_id)
-            assert record["outcome"] is not None or record.get("leg") is not None
+            record = next(r for r in [*plan.flush, *plan.republish] if r.id == item.inbox_id)
+            assert record.outcome is not None or record.leg is not None
 
 
 def _dead_in(plan: Any) -> list[Any]:
@@ -337,8 +337,8 @@ def test_an_amount_that_is_no_valid_integer_is_an_invalid_command(amount: bytes)
     data = b'{"account_id": "a", "amount": ' + amount + b', "currency": "EUR", "external_ref": "r"}'
     items, decider = intake([_binary(data)])
     assert isinstance(items[0], CommandItem), items[0]
-    outcome = decider.plan.flush[0]["outcome"]
-    assert outcome["type"] == "ledger.command.rejected.v1"
+    outcome = decider.plan.flush[0].outcome
+    assert outcome is not None and outcome["type"] == "ledger.command.rejected.v1"
     assert outcome["data"]["reason"] == "invalid"
     assert outcome["data"]["errors"][0]["loc"] == ["amount"]
 
@@ -371,7 +371,8 @@ def test_a_producer_timestamp_beyond_any_date_does_not_stop_the_batch() -> None:
     record = _binary(data, "ledger.account.open.v1")
     record.timestamp = 2**63 - 1
     _, decider = intake([record])
-    assert decider.plan.flush[0]["outcome"]["type"] == "ledger.account.opened.v1"
+    outcome = decider.plan.flush[0].outcome
+    assert outcome is not None and outcome["type"] == "ledger.account.opened.v1"
 
 
 def test_a_token_is_judged_at_the_append_time_where_the_broker_stamps_records() -> None:

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.batch import Plan
+from streams.decisions import DecisionRecord
 from streams.writes import (
-    AccountWrite,
     InFlight,
     account_writes,
     carry,
@@ -18,13 +18,18 @@ from streams.writes import (
     inbox_records,
     merged,
 )
-from tests.unit.factories import account
+from tests.unit.factories import NOW, account
 
 pytestmark = pytest.mark.unit
 
 
-def record(_id: str, command_id: str, **fields: Any) -> dict[str, Any]:
-    return {"_id": _id, "command_id": command_id, "outcome": None, "leg": None, "at": 0, **fields}
+def record(_id: str, command_id: str, **fields: Any) -> DecisionRecord:
+    fields = {"outcome": None, "leg": None, "at": NOW, "entries": ()} | fields
+    return DecisionRecord(_id, command_id, **fields)
+
+
+def documents(*records: DecisionRecord) -> list[dict[str, Any]]:
+    return [r.outbox_document() for r in records]
 
 
 def test_without_local_credits_every_account_is_written_once_in_the_first_round() -> None:
@@ -34,6 +39,10 @@ def test_without_local_credits_every_account_is_written_once_in_the_first_round(
     plan.outboxes = {"a": [record("c:1", "1")], "b": [record("c:2", "2")]}
     first, second = account_writes(plan)
     assert [(w.document["_id"], w.loaded_version) for w in first] == [("a", 3), ("b", None)]
+    assert [w.outbox for w in first] == [
+        documents(record("c:1", "1")),
+        documents(record("c:2", "2")),
+    ]
     assert second == []
     assert "version" not in first[0].document  # the version is the write's own business
 
@@ -62,23 +71,48 @@ def test_an_account_both_source_and_destination_of_local_credits_is_written_twic
     plan.first_round = {"b": (before, [debit])}
     first, second = account_writes(plan)
     assert [(w.document["balance"], w.loaded_version, w.outbox) for w in first] == [
-        (50, 7, [debit])
+        (50, 7, documents(debit))
     ]
     assert [(w.document["balance"], w.loaded_version, w.outbox) for w in second] == [
-        (80, 8, [debit, credit])  # version-checked against the first round's write
+        (80, 8, documents(debit, credit))  # version-checked against the first round's write
     ]
 
 
 def test_an_account_written_again_keeps_the_records_of_the_batch_still_flushing() -> None:
     flushing = InFlight(outboxes={"a": [record("c:1", "1")], "b": [record("c:9", "9")]})
-    own = record("c:2", "2")
-    writes = [AccountWrite({"_id": "a"}, 4, [own]), AccountWrite({"_id": "c"}, 1, [])]
-    carried = carry([flushing], writes)
-    assert [r["_id"] for r in carried[0].outbox] == ["c:1", "c:2"]
-    assert carried[1] is writes[1]  # nothing of its own in flight
-    again = carry([flushing], [AccountWrite({"_id": "a"}, 4, [record("c:1", "1")])])
-    assert [r["_id"] for r in again[0].outbox] == ["c:1"]  # never twice
-    assert carry([], writes) is writes
+    own = [record("c:2", "2")]
+    assert [r.id for r in carry([flushing], "a", own)] == ["c:1", "c:2"]
+    assert carry([flushing], "c", own) is own  # nothing of its own in flight
+    assert [r.id for r in carry([flushing], "a", [record("c:1", "1")])] == ["c:1"]  # never twice
+    assert carry([], "a", own) is own
+
+
+def test_both_rounds_of_account_writes_carry_the_records_of_batches_still_flushing() -> None:
+    plan = Plan()
+    plan.touched = {"a": account(id="a"), "b": account(id="b")}
+    plan.versions = {"a": 3, "b": 7}
+    plan.outboxes = {"a": [record("c:t", "t")], "b": [record("l:t:credit", "t")]}
+    plan.second_round, plan.sources = {"b"}, {"a"}
+    flushing = InFlight(outboxes={"a": [record("c:1", "1")], "b": [record("c:2", "2")]})
+    first, second = account_writes(plan, [flushing])
+    assert [r["_id"] for r in first[0].outbox] == ["c:1", "c:t"]
+    assert [r["_id"] for r in second[0].outbox] == ["c:2", "l:t:credit"]
+
+
+def test_a_batch_in_flight_holds_its_decisions_claims_and_its_own_outboxes() -> None:
+    plan = Plan()
+    entry = {"_id": "d:debit", "account_id": "a", "command_id": "d", "external_ref": "r"}
+    deposit = record("c:d", "d", entries=(entry,))
+    debit = record("c:t", "t", transfer={"_id": "t-1", "command_id": "t", "state": "debited"})
+    plan.flush, plan.outboxes = [deposit, debit], {"a": [deposit, debit]}
+    plan.touched = {"a": account(id="a"), "b": account(id="b")}
+    batch = InFlight.of(plan, inbox_records(plan))
+    assert (list(batch.records), batch.ref_ids, batch.transfer_ids) == (
+        ["c:d", "c:t"],
+        {"a/r"},
+        {"t-1"},
+    )
+    assert batch.outboxes == {"a": [deposit, debit], "b": []}  # every account it writes
 
 
 def test_batches_in_flight_merge_their_decisions_and_claims() -> None:
@@ -96,13 +130,14 @@ def test_a_transfer_settled_in_the_same_flush_gets_its_outcome_on_the_command_re
     completed = {"type": "ledger.transfer.completed.v1"}
     plan = Plan()
     plan.flush = [
-        record("c:t", "t", leg={"leg": "credit"}, entries=[]),
+        record("c:t", "t", leg={"leg": "credit"}),
         record("l:t:credit", "t", outcome=completed, completes=True),
     ]
-    inbox = inbox_records(plan)
-    assert inbox[0] == {**record("c:t", "t"), "outcome": completed, "leg": None}
+    inbox = [r.inbox_document() for r in inbox_records(plan)]
+    assert inbox[0] == {**record("c:t", "t").inbox_document(), "outcome": completed, "leg": None}
     assert inbox[1]["outcome"] == completed
     assert set(inbox[1]) == {"_id", "command_id", "outcome", "leg", "at"}
+    assert plan.flush[0].leg == {"leg": "credit"}  # a new record, the decision unchanged
 
 
 def _transfer(state: str, **extra: Any) -> dict[str, Any]:
@@ -157,7 +192,7 @@ entries = st.lists(
 def test_every_journal_entry_is_written_once_and_every_external_ref_it_claims(
     per_record: list[list[dict[str, Any]]],
 ) -> None:
-    records = [record(f"c:{i}", str(i), entries=es) for i, es in enumerate(per_record)]
+    records = [record(f"c:{i}", str(i), entries=tuple(es)) for i, es in enumerate(per_record)]
     found = effects(records)
     assert found.entries == [e for es in per_record for e in es]
     claimed = [e for es in per_record for e in es if e["external_ref"]]
