@@ -1,4 +1,4 @@
-"""`tally`: worker, api, send, tail, token, asyncapi, openapi."""
+"""`tally`: worker, api, send, tail, dlq, token, asyncapi, openapi."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -118,6 +119,53 @@ async def _tail(settings: Settings, args: argparse.Namespace) -> None:
         await consumer.stop()
 
 
+async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from aiokafka import AIOKafkaConsumer
+
+    from streams import dlq, kafka
+    from streams.publish import KafkaPublisher
+
+    positions = frozenset(getattr(args, "offset", ()))
+    limit = args.limit if args.dlq_command == "ls" else None
+    selection = dlq.Selection(args.reason, positions, args.since, limit)
+    consumer = AIOKafkaConsumer(**settings.kafka_options, enable_auto_commit=False)
+    await _start_client(consumer, settings)
+    try:
+        letters = await dlq.read(consumer, settings.topic_dlq, selection)
+    finally:
+        await kafka.stop(consumer)
+    if args.dlq_command == "ls":
+        print("\n".join(dlq.listing(letters)) or "no dead letters", flush=True)
+        print(f"{len(letters)} dead letter{'s' * (len(letters) != 1)}", file=sys.stderr)
+        return 0
+    if args.dry_run:
+        print("\n".join(dlq.listing(letters)) or "no dead letters", flush=True)
+        print(dlq.Replayed(sent=len(letters)).summary(dry_run=True), file=sys.stderr)
+        return 0
+    publisher = KafkaPublisher(lambda: kafka.producer(settings))
+    await _start_client(publisher, settings)
+    try:
+        done = await dlq.replay(letters, publisher.publish, progress=_progress_bar())
+    finally:
+        await publisher.stop()
+    print(done.summary(dry_run=False), file=sys.stderr)
+    return 0
+
+
+def _progress_bar(width: int = 40) -> Any:
+    """A bar on stderr for long replays on a terminal; nothing for short ones or in a pipe."""
+
+    def show(done: int, total: int) -> None:
+        if total < 1000 or not sys.stderr.isatty():
+            return
+        filled = width * done // total
+        bar = "#" * filled + "-" * (width - filled)
+        end = "\n" if done == total else ""
+        print(f"\r[{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
 async def _start_client(client: Any, settings: Settings) -> None:
     """Start an aiokafka client; refused credentials are ConfigError, no broker one line."""
     from aiokafka.errors import KafkaConnectionError
@@ -160,7 +208,29 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--roles", default="customer")
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     sub.add_parser("asyncapi", help="print the AsyncAPI 3.0 document")
+    dlq = sub.add_parser("dlq", help="list and replay dead letters")
+    actions = dlq.add_subparsers(dest="dlq_command", required=True)
+    ls = actions.add_parser("ls", help="list dead letters: position, time, reason, key, detail")
+    replay = actions.add_parser("replay", help="send dead letters back to their original topic")
+    for action in (ls, replay):
+        action.add_argument("--reason", help="only this tally_error_reason")
+        action.add_argument(
+            "--since", type=_moment, help="only those dead-lettered since (RFC 3339)"
+        )
+    ls.add_argument("--limit", type=int, default=100, help="at most this many (100)")
+    replay.add_argument(
+        "--offset", nargs="+", default=[], help="only these: N (any partition) or P:N"
+    )
+    replay.add_argument("--dry-run", action="store_true", help="show what would be replayed")
     return parser
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,6 +273,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(orjson.dumps(openapi, option=orjson.OPT_INDENT_2).decode())
     elif args.command == "send":
         asyncio.run(_send(settings, args))
+    elif args.command == "dlq":
+        return asyncio.run(_dlq(settings, args))
     elif args.command == "tail":
         try:
             asyncio.run(_tail(settings, args))

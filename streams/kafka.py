@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Iterable
@@ -76,6 +77,18 @@ async def take_arrived(consumer: AIOKafkaConsumer, max_records: int) -> dict[Any
         for tp, records in more.items():
             taken[tp] = taken.get(tp, []) + records
     return taken
+
+
+async def stop(client: Any) -> None:
+    """Stop an aiokafka client. A group-less consumer's stop() can raise the CancelledError of
+    its own internal task (one cancelled before it ever ran); only a cancellation of the task
+    calling stop() may propagate."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 def admin(settings: Settings) -> AIOKafkaAdminClient:

@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams import kafka
+
 log = logging.getLogger("tally.api.replies")
 RECENT = 20_000  # outcomes kept after they were consumed, newest last
 Raw = tuple[list[tuple[str, bytes]], bytes | None]  # headers and value, as consumed
@@ -47,7 +49,7 @@ class Replies:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self.consumer is not None:
-            await self.consumer.stop()
+            await kafka.stop(self.consumer)
 
     @property
     def assigned(self) -> bool:
