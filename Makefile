@@ -37,6 +37,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	@bash deploy/local/compose-check.sh
+	@bash deploy/local/k8s-check.sh
 
 fmt: install
 	$(BIN)/ruff format .
