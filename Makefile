@@ -38,6 +38,7 @@ lint: install
 	$(BIN)/mypy
 	@bash deploy/local/compose-check.sh
 	@bash deploy/local/k8s-check.sh
+	@bash deploy/local/rules-check.sh
 
 fmt: install
 	$(BIN)/ruff format .
