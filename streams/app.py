@@ -17,6 +17,7 @@ from streams.loop import BatchLoop
 from streams.pipeline import Pipeline
 from streams.probes import probe_forever
 from streams.publish import KafkaPublisher
+from streams.retention import keep_inbox
 from streams.retry import Backoff
 from streams.settings import ConfigError, Settings
 from streams.shutdown import Shutdown
@@ -74,11 +75,13 @@ class Worker:
             extra={"host": self.settings.http_host, "port": self.settings.http_port},
         )
         probes = asyncio.create_task(probe_forever(self.health, self._store, self._admin))
+        retention = asyncio.create_task(keep_inbox(self._store, self.settings.idempotency_window))
         try:
             if await self._start():
                 await self.loop.run()
         finally:
             probes.cancel()
+            retention.cancel()
             await self.loop.finish()  # what it has (a failed flush: redelivered)
             await self._close()
             await runner.cleanup()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from models.ids import command_inbox_id
@@ -45,7 +45,18 @@ class InMemoryStore:
         inbox = self.collections["inbox"]
         for outcome in outcomes:
             key = command_inbox_id(outcome["correlationid"])
-            inbox.setdefault(key, {"_id": key})["outcome"] = _stored(outcome)
+            record = inbox.setdefault(key, {"_id": key, "at": datetime.now(UTC)})
+            record["outcome"] = _stored(outcome)
+
+    async def expire_inbox(self, seconds: int) -> bool:
+        return False  # no TTL here: the sweep does it
+
+    async def sweep_inbox(self, before: datetime, limit: int) -> int:
+        inbox = self.collections["inbox"]
+        old = [k for k, doc in inbox.items() if doc.get("at") and doc["at"] < before][:limit]
+        for key in old:
+            del inbox[key]
+        return len(old)
 
     async def write_accounts(self, writes: Sequence[AccountWrite]) -> None:
         accounts = self.collections["accounts"]

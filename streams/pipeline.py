@@ -198,10 +198,13 @@ class Pipeline:
         if unknown:
             inbox |= _inbox(await store.find_by_ids("inbox", unknown))
             known = inbox.keys() | in_flight.records.keys()
+        # An outbox record older than the inbox's memory was flushed long ago and its inbox
+        # record since removed (streams.retention); it is not unflushed.
+        horizon = datetime.now(UTC) - self._settings.idempotency_window
         unflushed = {
             key: [DecisionRecord.from_outbox(r) for r in pending]
             for key, records in maybe.items()
-            if (pending := [r for r in records if r["_id"] not in known])
+            if (pending := [r for r in records if r["_id"] not in known and r["at"] >= horizon])
         }
         transfer_ids = set(found_transfers) | in_flight.transfer_ids
         of_legs = {t: found_transfers[t] for t in leg_transfers if t in found_transfers}

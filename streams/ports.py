@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from streams.writes import AccountWrite, Effects
@@ -34,6 +35,15 @@ class Store(Protocol):
 
     async def complete_commands(self, outcomes: Sequence[Doc]) -> None:
         """Put a saga's terminal outcome on its transfer command's inbox record."""
+        ...
+
+    async def expire_inbox(self, seconds: int) -> bool:
+        """Let the database remove inbox records `seconds` after their `at`; False if it
+        cannot (then Tally sweeps them with sweep_inbox)."""
+        ...
+
+    async def sweep_inbox(self, before: datetime, limit: int) -> int:
+        """Remove up to `limit` inbox records decided before `before`; how many went."""
         ...
 
     async def write_accounts(self, writes: Sequence[AccountWrite]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from datetime import timedelta
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -73,6 +74,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=65536, ge=1)
     max_headers: int = Field(default=64, ge=1)
     record_max_attempts: int = Field(default=3, ge=1)
+    idempotency_days: float = Field(default=30.0, gt=0)
 
     batch_max_records: int = Field(default=1000, ge=1)
     poll_timeout_ms: int = Field(default=100, ge=1)
@@ -219,6 +221,11 @@ class Settings(BaseSettings):
             return self.leg_secret.encode()
         assert self.jwt_secret is not None  # _leg_key_required
         return derive_leg_key(self.jwt_secret)
+
+    @property
+    def idempotency_window(self) -> timedelta:
+        """How long a command id is remembered (TALLY_IDEMPOTENCY_DAYS)."""
+        return timedelta(days=self.idempotency_days)
 
     @property
     def kafka_options(self) -> dict[str, object]:

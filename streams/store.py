@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import bson
@@ -13,7 +14,7 @@ from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from models.ids import command_inbox_id
 from streams import metrics
@@ -23,6 +24,9 @@ from streams.writes import AccountWrite, Effects
 
 Doc = dict[str, Any]
 _DUPLICATE_KEY = 11000
+_NOT_IMPLEMENTED = 238  # FerretDB: "Index option expireAfterSeconds is not implemented yet"
+_INDEX_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
+_TTL = "inbox_ttl"
 UPDATE_STREAMS = 4  # concurrent bulk writes for a batch's updates (see _parts)
 _OUTBOX_CODEC: CodecOptions[Doc] = CodecOptions(tz_aware=True)
 
@@ -103,13 +107,44 @@ class MongoStore:
 
     async def complete_commands(self, outcomes: Sequence[Doc]) -> None:
         """Record a saga's terminal outcome on the transfer command's inbox record."""
+        # `at` on a record this creates (the saga ended before its command's record was
+        # written, which then stays out): retention goes by it, as for every inbox record.
+        now = datetime.now(UTC)
         ops = [
             UpdateOne(
-                {"_id": command_inbox_id(o["correlationid"])}, {"$set": {"outcome": o}}, upsert=True
+                {"_id": command_inbox_id(o["correlationid"])},
+                {"$set": {"outcome": o}, "$setOnInsert": {"at": now}},
+                upsert=True,
             )
             for o in outcomes
         ]
         await self._bulk(self.inbox, ops, "inbox_complete")
+
+    async def expire_inbox(self, seconds: int) -> bool:
+        """A TTL index that removes inbox records `seconds` after their `at`. False where the
+        server has no TTL indexes (FerretDB): then the worker sweeps (streams.retention)."""
+        try:
+            async with timed("create_indexes"):
+                await self.inbox.create_index("at", name=_TTL, expireAfterSeconds=seconds)
+        except OperationFailure as exc:
+            if exc.code == _NOT_IMPLEMENTED:
+                return False
+            if exc.code not in _INDEX_CONFLICT:
+                raise
+            # The window changed since the index was made: change the index, not the data.
+            change = {"name": _TTL, "expireAfterSeconds": seconds}
+            await self.inbox.database.command("collMod", "inbox", index=change)
+        return True
+
+    async def sweep_inbox(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` inbox records decided before `before`; how many went."""
+        async with timed("inbox_sweep"):
+            old = self.inbox.find({"at": {"$lt": before}}, {"_id": 1}).limit(limit)
+            ids = [doc["_id"] async for doc in old]
+            if not ids:
+                return 0
+            gone = await self.inbox.delete_many({"_id": {"$in": ids}, "at": {"$lt": before}})
+        return gone.deleted_count
 
     async def write_accounts(self, writes: Sequence[AccountWrite]) -> None:
         """One atomic single-document write per account, version-checked."""

@@ -138,3 +138,25 @@ async def test_effects_are_safe_to_repeat_and_settlements_keep_to_their_command(
     )
     found = await store.find_by_ids("transfers", ["t-1", "t-2"])
     assert (found["t-1"]["state"], found["t-2"]["state"]) == ("completed", "completed")
+
+
+async def test_a_sweep_removes_inbox_records_decided_before_a_time_a_bounded_number_at_once(
+    store: Store,
+) -> None:
+    old = [{**decision(f"c:old{i}"), "at": datetime(2026, 1, 1, tzinfo=UTC)} for i in range(3)]
+    await store.put_inbox([*old, decision("c:new")])
+    before = datetime(2026, 6, 1, tzinfo=UTC)
+    assert await store.sweep_inbox(before, limit=2) == 2
+    assert await store.sweep_inbox(before, limit=2) == 1
+    assert await store.sweep_inbox(before, limit=2) == 0
+    assert list(await store.find_by_ids("inbox", ["c:old0", "c:old1", "c:old2", "c:new"])) == [
+        "c:new"
+    ]
+
+
+async def test_a_completed_saga_creates_a_dated_inbox_record_retention_can_remove(
+    store: Store,
+) -> None:
+    await store.complete_commands([{"correlationid": "t1", "id": "o1"}])
+    record = (await store.find_by_ids("inbox", ["c:t1"]))["c:t1"]
+    assert record["outcome"]["id"] == "o1" and isinstance(record["at"], datetime)

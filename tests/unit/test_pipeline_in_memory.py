@@ -144,3 +144,36 @@ async def test_an_account_less_decision_another_worker_made_first_is_the_one_pub
 def _restarted(store: InMemoryStore) -> tuple[Any, Recorder]:
     publisher = Recorder()
     return pipeline(Settings(jwt_secret=SECRET), store, publisher, local=True), publisher
+
+
+async def test_an_outbox_record_older_than_the_inbox_memory_is_not_flushed_again() -> None:
+    # Retention removed its inbox record long after it was flushed; the account's outbox still
+    # holds it because nothing was decided on the account since. It must not be republished.
+    store, publisher = InMemoryStore(), Recorder()
+    settings = Settings(jwt_secret=SECRET, idempotency_days=0.02 / 86400)  # 20 ms
+    worker = pipeline(settings, store, publisher, local=True)
+    await worker.process([*opens("a"), deposit(1)], time.time())
+    inbox = store.collections["inbox"]
+    swept = [k for k, doc in inbox.items() if doc["command_id"] == "cmd-1"]
+    for key in swept:
+        del inbox[key]
+    time.sleep(0.05)
+    worker.forget_accounts()  # as after a restart: the outbox is read from the store
+    publisher.sent.clear()
+    await worker.process([deposit(2)], time.time())
+    assert set(publisher.outcomes()) == {"cmd-2"}
+    assert store.collections["accounts"]["a"]["balance"] == 200
+    assert swept and not (inbox.keys() & set(swept))
+
+
+async def test_the_sweep_removes_old_inbox_records_only() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from streams.retention import sweep
+
+    store, publisher = InMemoryStore(), Recorder()
+    worker = pipeline(Settings(jwt_secret=SECRET), store, publisher, local=True)
+    await worker.process([*opens("a"), deposit(1)], time.time())
+    assert await sweep(store, datetime.now(UTC) - timedelta(days=1)) == 0
+    assert await sweep(store, datetime.now(UTC) + timedelta(seconds=1)) == 2
+    assert store.collections["inbox"] == {}
