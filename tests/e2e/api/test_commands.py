@@ -187,13 +187,18 @@ async def test_an_api_whose_broker_is_away_answers_503_with_retry_after_and_stil
     cut_off.start_api(tmp_path / "api.log", TALLY_KAFKA_BOOTSTRAP="127.0.0.1:1")
     try:
         async with httpx.AsyncClient(base_url=cut_off.api_url, timeout=30) as http:
-            for _ in range(100):
+            checks: dict[str, str] = {}
+            for _ in range(200):  # until the probes have asked MongoDB once
                 try:
                     ready = await http.get("/readyz")
-                    break
+                    checks = ready.json()["checks"]
+                    if checks["mongodb"] == "ok":
+                        break
                 except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            assert ready.status_code == 503 and ready.json()["checks"]["mongodb"] == "ok"
+                    pass
+                await asyncio.sleep(0.1)
+            assert ready.status_code == 503
+            assert checks["mongodb"] == "ok" and checks["kafka"] != "ok"
             reply = await http.post(
                 "/v1/commands",
                 content=orjson.dumps(_deposit(account)),
