@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +167,24 @@ def test_optional_parts_are_kustomize_components_outside_the_base(component: str
     assert kustomization["kind"] == "Component"
     base = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert not any("components" in path for path in base["resources"])
+
+
+def test_the_servicemonitor_scrapes_under_the_job_names_the_alerts_select() -> None:
+    monitor, services = None, []
+    for doc in _docs("components", "servicemonitor", "servicemonitor.yaml") + _docs("api.yaml"):
+        if doc["kind"] == "ServiceMonitor":
+            monitor = doc["spec"]
+        elif doc["kind"] == "Service":
+            services.append(doc["metadata"])
+    assert monitor is not None
+    components = monitor["selector"]["matchExpressions"][0]["values"]
+    selected = [
+        s
+        for s in services
+        if monitor["selector"]["matchLabels"].items() <= s["labels"].items()
+        and s["labels"]["app.kubernetes.io/component"] in components
+    ]
+    # The Prometheus Operator's job: the Service label jobLabel names, else the Service's name.
+    jobs = {s["labels"].get(monitor.get("jobLabel", ""), s["name"]) for s in selected}
+    alerts = (K8S.parent / "prometheus" / "alerts.yml").read_text()
+    assert jobs == set(re.findall(r'job="([^"]+)"', alerts)) == {"tally", "tally-api"}
