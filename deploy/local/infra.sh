@@ -28,8 +28,9 @@ FERRET_DATA="$STATE/ferretdb/data"
 MONGOD_DATA="$STATE/mongod"
 POM="$ROOT/deploy/local/kafka/pom.xml"
 FERRET_PATCHES=("$ROOT/deploy/local/ferretdb/update-statements.patch" "$ROOT/deploy/local/ferretdb/id-pushdown.patch"
-  "$ROOT/deploy/local/ferretdb/update-read-first.patch" "$ROOT/deploy/local/ferretdb/write-lock.patch"
-  "$ROOT/deploy/local/ferretdb/update-atomic.patch" "$ROOT/deploy/local/ferretdb/hot-path-overhead.patch")
+  "$ROOT/deploy/local/ferretdb/field-pushdown.patch" "$ROOT/deploy/local/ferretdb/update-read-first.patch"
+  "$ROOT/deploy/local/ferretdb/write-lock.patch" "$ROOT/deploy/local/ferretdb/update-atomic.patch"
+  "$ROOT/deploy/local/ferretdb/hot-path-overhead.patch")
 KAFKA_VERSION_STAMP="$KAFKA_LIBS/.pom.sha256"
 
 FERRETDB_VERSION="${TALLY_FERRETDB_VERSION:-v1.24.2}"
