@@ -12,7 +12,7 @@ help:
 	@echo "make run      install, start local Kafka + MongoDB-wire server, run a worker and the API"
 	@echo "make test     install, start local infrastructure, lint, run every test"
 	@echo "make infra-up / infra-down / infra-status   local Kafka (9092) and FerretDB (27017)"
-	@echo "make lint     ruff, mypy --strict, docker-compose config"
+	@echo "make lint     ruff, mypy --strict, docker-compose config, promtool rules and their tests, k8s manifests"
 	@echo "make chaos    full chaos suite (contract §8 proven under faults)"
 	@echo "make fuzz     the hostile-input fuzzer, 50 000 examples (make test runs 2 000)"
 	@echo "make bench    benchmark against the Kafka and database ceilings and the naive loop"
