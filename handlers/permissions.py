@@ -46,3 +46,9 @@ def may_read(principal: Principal, owners: Iterable[str]) -> bool:
     if reads_every_account(principal):
         return True
     return "customer" in principal.roles and principal.sub in set(owners)
+
+
+def may_operate(principal: Principal) -> bool:
+    """Whether `principal` may use the operator console and its `/v1/ops` routes (contract
+    §15): reading the fleet and the dead letters, and replaying them. `ops` only."""
+    return "ops" in principal.roles

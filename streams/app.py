@@ -9,7 +9,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from streams import asyncapi, kafka, kafka_auth
+from streams import asyncapi, heartbeat, kafka, kafka_auth
 from streams.health import Health
 from streams.intake import Decoder
 from streams.jwks import key_source
@@ -37,6 +37,7 @@ class Worker:
         self.shutdown = Shutdown(settings.shutdown_timeout)
         self._store = MongoStore.connect(settings.mongo_uri, settings.mongo_db)
         self._keys = key_source(settings)  # fixed keys, or a JWKS endpoint's
+        self._id = heartbeat.worker_id()
 
     def stop(self) -> None:
         self.shutdown.request()
@@ -76,17 +77,23 @@ class Worker:
         )
         probes = asyncio.create_task(probe_forever(self.health, self._store, self._admin))
         retention = asyncio.create_task(keep_inbox(self._store, self.settings.idempotency_window))
+        beats = asyncio.create_task(heartbeat.beat_forever(self._store, self._heartbeat))
         try:
             if await self._start():
                 await self.loop.run()
         finally:
             probes.cancel()
             retention.cancel()
+            beats.cancel()
             await self.loop.finish()  # what it has (a failed flush: redelivered)
             await self._close()
             await runner.cleanup()
         log.info("stopped")
         return 0
+
+    def _heartbeat(self) -> dict[str, Any]:
+        s, held = self.settings, self._consumer.assignment()
+        return heartbeat.heartbeat(self._id, s.group_id, s.http_port, self.health, held)
 
     async def _start(self) -> bool:
         """Connect everything, retrying while the infrastructure is not there yet."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from models.ids import command_inbox_id
 from streams.ports import Collection
@@ -22,7 +22,7 @@ class InMemoryStore:
 
     def __init__(self) -> None:
         self.collections: dict[Collection, dict[str, Doc]] = {
-            name: {} for name in ("accounts", "entries", "transfers", "inbox", "external_refs")
+            name: {} for name in get_args(Collection)
         }
 
     async def ensure_indexes(self) -> None:
@@ -88,6 +88,20 @@ class InMemoryStore:
             stored = transfers.get(update["_id"])
             if stored is not None and stored.get("command_id") == update["command_id"]:
                 stored.update(_stored(update["set"]))
+
+    async def beat(self, worker: Doc) -> None:
+        self.collections["workers"][worker["_id"]] = _stored(worker)
+
+    async def workers(self, since: datetime) -> list[Doc]:
+        found, since = self.collections["workers"].values(), _stored(since)
+        return sorted((_stored(w) for w in found if w["at"] >= since), key=lambda w: w["_id"])
+
+    async def forget_workers(self, before: datetime) -> int:
+        workers = self.collections["workers"]
+        old = [key for key, doc in workers.items() if doc["at"] < _stored(before)]
+        for key in old:
+            del workers[key]
+        return len(old)
 
     def _insert_all(self, collection: Collection, docs: Sequence[Doc]) -> list[str]:
         documents, existed = self.collections[collection], []

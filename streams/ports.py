@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 from streams.writes import AccountWrite, Effects
 
 Doc = dict[str, Any]
-Collection = Literal["accounts", "entries", "transfers", "inbox", "external_refs"]
+Collection = Literal["accounts", "entries", "transfers", "inbox", "external_refs", "workers"]
 
 
 class Store(Protocol):
@@ -53,4 +53,16 @@ class Store(Protocol):
 
     async def write_effects(self, effects: Effects) -> None:
         """Journal entries, transfers and external refs: inserts (first wins) and settlements."""
+        ...
+
+    async def beat(self, worker: Doc) -> None:
+        """Put a worker's heartbeat document (`workers`, by its `_id`), replacing its last."""
+        ...
+
+    async def workers(self, since: datetime) -> list[Doc]:
+        """The heartbeats written at or after `since` (their `at`), by `_id`."""
+        ...
+
+    async def forget_workers(self, before: datetime) -> int:
+        """Remove heartbeats older than `before`; how many went."""
         ...

@@ -46,12 +46,14 @@ class MongoStore:
         self.transfers: AsyncCollection[Doc] = db["transfers"]
         self.inbox: AsyncCollection[Doc] = db["inbox"]
         self.refs: AsyncCollection[Doc] = db["external_refs"]
+        self.heartbeats: AsyncCollection[Doc] = db["workers"]
         self._collections: dict[Collection, AsyncCollection[Doc]] = {
             "accounts": self.accounts,
             "entries": self.entries,
             "transfers": self.transfers,
             "inbox": self.inbox,
             "external_refs": self.refs,
+            "workers": self.heartbeats,
         }
 
     @classmethod
@@ -178,6 +180,22 @@ class MongoStore:
             self._write_transfers(effects),
             self._insert_all(self.refs, effects.refs, "external_refs"),
         )
+
+    async def beat(self, worker: Doc) -> None:
+        """Replace the worker's heartbeat document (contract §15): one per worker process."""
+        async with timed("heartbeat"):
+            await self.heartbeats.replace_one({"_id": worker["_id"]}, worker, upsert=True)
+
+    async def workers(self, since: datetime) -> list[Doc]:
+        # A handful of documents, one per worker process seen lately: no index needed.
+        async with timed("workers"):
+            found = self.heartbeats.find({"at": {"$gte": since}}).sort("_id", 1)
+            return await found.to_list()
+
+    async def forget_workers(self, before: datetime) -> int:
+        async with timed("workers_forget"):
+            gone = await self.heartbeats.delete_many({"at": {"$lt": before}})
+        return gone.deleted_count
 
     async def _write_transfers(self, effects: Effects) -> None:
         # New documents are inserted (an existing one wins, as with put_inbox) before the

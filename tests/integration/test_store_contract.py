@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -160,3 +160,26 @@ async def test_a_completed_saga_creates_a_dated_inbox_record_retention_can_remov
     await store.complete_commands([{"correlationid": "t1", "id": "o1"}])
     record = (await store.find_by_ids("inbox", ["c:t1"]))["c:t1"]
     assert record["outcome"]["id"] == "o1" and isinstance(record["at"], datetime)
+
+
+def heartbeat(worker: str, at: datetime, ready: bool = True) -> dict[str, Any]:
+    return {"_id": worker, "host": "h", "pid": 1, "partitions": [], "ready": ready, "at": at}
+
+
+async def test_a_heartbeat_replaces_the_last_of_its_worker(store: Store) -> None:
+    await store.beat(heartbeat("h:1", AT, ready=False))
+    await store.beat(heartbeat("h:1", AT + timedelta(seconds=5)))
+    await store.beat(heartbeat("h:2", AT))
+    seen = await store.workers(AT)
+    assert [w["_id"] for w in seen] == ["h:1", "h:2"]
+    assert seen[0]["ready"] is True and seen[0]["at"] > AT
+
+
+async def test_workers_gives_the_heartbeats_since_a_time_and_old_ones_are_forgotten(
+    store: Store,
+) -> None:
+    await store.beat(heartbeat("old:1", AT - timedelta(days=2)))
+    await store.beat(heartbeat("new:1", AT))
+    assert [w["_id"] for w in await store.workers(AT - timedelta(minutes=1))] == ["new:1"]
+    assert await store.forget_workers(AT - timedelta(days=1)) == 1
+    assert [w["_id"] for w in await store.workers(AT - timedelta(days=3))] == ["new:1"]

@@ -4,6 +4,7 @@ import pytest
 
 from handlers.auth import Principal
 from handlers.decision import Rejection
+from handlers.permissions import may_operate
 from models.commands import (
     CloseAccount,
     Command,
@@ -136,3 +137,9 @@ def test_the_forbidden_detail_names_the_command_type() -> None:
     result = run(FREEZE, account(), OWNER)
     assert isinstance(result, Rejection)
     assert FreezeAccount.TYPE in result.detail
+
+
+def test_only_ops_may_operate_the_console() -> None:
+    assert may_operate(OPS)
+    assert not any(may_operate(p) for p in (PAYMENTS, OWNER, STRANGER, NOBODY))
+    assert may_operate(Principal("both", frozenset({"customer", "ops"})))
