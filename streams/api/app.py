@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from streams import __version__, kafka, metrics
-from streams.api import commands, problems, reads
+from streams.api import commands, console, problems, reads
 from streams.api.queries import LedgerReads
 from streams.api.replies import Replies
 from streams.health import Health
@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     app.include_router(reads.router)
     app.include_router(commands.router)
+    console.install(app)
     _probes(app)
     app.add_middleware(Observed)
     return app

@@ -36,6 +36,9 @@ class Replies:
         self._recent: OrderedDict[str, Raw] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
         self.consumer: AIOKafkaConsumer | None = None
+        # Called with the headers of each outcome once (not again for a republished duplicate
+        # among the recent ones): the console counts throughput here (contract §15).
+        self.observers: list[Callable[[list[tuple[str, bytes]]], None]] = []
 
     async def start(self) -> None:
         self.consumer = consumer = self._make_consumer()
@@ -88,6 +91,9 @@ class Replies:
         command_id = _correlation_id(headers)
         if command_id is None:
             return
+        if command_id not in self._recent:
+            for observe in self.observers:
+                observe(headers)
         raw: Raw = (list(headers), value)
         self._recent[command_id] = raw
         self._recent.move_to_end(command_id)

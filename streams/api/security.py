@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from handlers.auth import Principal, verify_token
 from handlers.decision import Rejection
+from handlers.permissions import may_operate
 from streams.api.problems import ProblemError
 from streams.errors import OutageError
 from streams.jwks import KeySource
@@ -52,3 +53,13 @@ async def current_principal(
 
 Actor = Annotated[Principal, Depends(current_principal)]
 Token = Annotated[str, Depends(bearer_token)]
+
+
+async def current_operator(principal: Actor) -> Principal:
+    """The principal of a console call: `ops` only (contract §15); any other role is 403."""
+    if not may_operate(principal):
+        raise ProblemError(403, "the operator console and /v1/ops need the ops role")
+    return principal
+
+
+Operator = Annotated[Principal, Depends(current_operator)]
