@@ -48,6 +48,7 @@ test-unit: install
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 test: install lint infra-up
+	@bash deploy/local/tools.sh chromium
 	$(BIN)/pytest tests/unit tests/bench tests/integration tests/e2e tests/chaos -q $(PYTEST_ARGS)
 
 run: install infra-up

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs a tool `make lint` or the tests need when it is missing: `tools.sh promtool|prometheus`.
-# Both come from Debian's `prometheus` package; its server must not start (or hold :9090) by itself.
+# Installs a tool `make lint` or the tests need when it is missing:
+# `tools.sh promtool|prometheus|chromium`. The first two come from Debian's `prometheus` package
+# (its server must not start, or hold :9090, by itself); `chromium` is Debian's browser, which
+# the console's browser tests drive headless (never a browser build downloaded by Playwright).
 set -euo pipefail
 
 package_of() {
   case "$1" in
     promtool | prometheus) echo prometheus ;;
-    *) echo "usage: tools.sh promtool|prometheus" >&2; exit 2 ;;
+    chromium) echo chromium ;;
+    *) echo "usage: tools.sh promtool|prometheus|chromium" >&2; exit 2 ;;
   esac
 }
 

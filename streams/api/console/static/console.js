@@ -6,6 +6,7 @@
 (function () {
   const KEY = "tally.console.token"; // sessionStorage: this tab only, gone when it closes
   const EVERY_MS = 2000;
+  const WINDOW_S = 15 * 60;
   const $ = (id) => document.getElementById(id);
   const charts = {};
   let timer = null;
@@ -34,7 +35,7 @@
   async function refused(status, body) {
     const text = await problemText(status, body);
     if (status === 401 || status === 403) {
-      stopPolling();
+      forget(); // a refused token is of no further use: ask for another
       alarm(`Refused: ${text}`);
     } else {
       alarm(text);
@@ -60,11 +61,11 @@
     show(current());
   }
 
-  function forget() {
+  function forget(event) {
     sessionStorage.removeItem(KEY);
     stopPolling();
     showSignedIn();
-    say("Token forgotten.");
+    if (event) say("Token forgotten.");
   }
 
   // ---- views -------------------------------------------------------------------------------
@@ -121,7 +122,8 @@
       width: Math.max(260, element.clientWidth),
       height: 220,
       series,
-      scales: { x: { time: true } },
+      // Both charts span the same window, the last 15 minutes, however few samples exist.
+      scales: { x: { time: true, range: (u, min, max) => [max - WINDOW_S, max] } },
       axes: [{}, { size: 50 }],
       legend: { live: false },
     };
