@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streams import asyncapi, heartbeat, kafka, kafka_auth
+from streams.batch_trace import UNTRACED, Tracing, worker_tracing
 from streams.health import Health
 from streams.intake import Decoder
 from streams.jwks import key_source
@@ -30,9 +31,15 @@ log = logging.getLogger("tally.worker")
 class Worker:
     """Owns every client; nothing connects before run()."""
 
-    def __init__(self, settings: Settings, stop_asked: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        stop_asked: Callable[[], bool] = lambda: False,
+        tracing: Tracing = UNTRACED,
+    ) -> None:
         self.settings = settings
         self._stop_asked = stop_asked
+        self._tracing = tracing
         self.health = Health()
         self.shutdown = Shutdown(settings.shutdown_timeout)
         self._store = MongoStore.connect(settings.mongo_uri, settings.mongo_db)
@@ -50,7 +57,12 @@ class Worker:
         self._consumer = kafka.consumer(s)
         ownership = kafka.Ownership(s.topic_commands, s.topic_transfers)
         pipeline = Pipeline(
-            s, self._store, self._publisher, Decoder(s, self._keys), local=ownership
+            s,
+            self._store,
+            self._publisher,
+            Decoder(s, self._keys),
+            local=ownership,
+            tracing=self._tracing,
         )
         self.loop = BatchLoop(
             s,
@@ -88,6 +100,8 @@ class Worker:
             await self.loop.finish()  # what it has (a failed flush: redelivered)
             await self._close()
             await runner.cleanup()
+            # the spans of what it finished, within what is left of the shutdown deadline
+            self._tracing.close(min(5.0, max(0.5, self.shutdown.until_deadline())))
         log.info("stopped")
         return 0
 
@@ -182,6 +196,7 @@ def tune_gc() -> None:
 
 
 def run_worker(settings: Settings, stop_asked: Callable[[], bool] = lambda: False) -> int:
+    tracing = worker_tracing(settings)  # ConfigError (exit 2) on bad OTEL_*
     tune_gc()
     try:
         import uvloop
@@ -189,5 +204,5 @@ def run_worker(settings: Settings, stop_asked: Callable[[], bool] = lambda: Fals
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
         runner = asyncio.run
-    code: int = runner(Worker(settings, stop_asked).run())
+    code: int = runner(Worker(settings, stop_asked, tracing).run())
     return code

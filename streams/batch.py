@@ -230,26 +230,30 @@ class BatchDecider:
         after the first round (the debits) is durable, so a credit never exists without its
         debit; an account with nothing to do with a local credit is written once, as before.
         """
-        plan = self.plan
         for source_record, leg, kafka_record in self._legs:
-            destination = leg.to_account
-            account = self._state.get(destination)
-            if account is None or not local(destination):
-                continue
-            # the trace the Kafka leg would carry: the transfer command's
-            ctx = self._context(leg.command_id, leg.message_id, kafka_record, leg.traceparent)
-            result = decide_leg(leg, Facts(account=account), ctx)
-            inbox_id = leg_inbox_id(leg.command_id, leg.leg)
-            record = self._record(inbox_id, ctx, result, completes=result.outcome is not None)
-            if destination in plan.touched and destination not in plan.first_round:
-                # as the account stood before its first local credit: what round 1 writes
-                outbox = list(plan.outboxes.get(destination, []))
-                plan.first_round[destination] = (plan.touched[destination], outbox)
-            self._place(destination, account, result, record)
-            plan.settled[source_record.command_id] = record
-            plan.second_round.add(destination)
-            plan.sources.add(leg.from_account)
+            account = self._state.get(leg.to_account)
+            if account is not None and local(leg.to_account):
+                self._settle(source_record, leg, kafka_record, account)
         self._legs.clear()
+
+    def _settle(
+        self, source_record: DecisionRecord, leg: TransferLeg, kafka_record: Any, account: Account
+    ) -> None:
+        """Decide one credit leg here, on `account`, its destination."""
+        plan, destination = self.plan, leg.to_account
+        # the trace the Kafka leg would carry: the transfer's
+        ctx = self._context(leg.command_id, leg.message_id, kafka_record, leg.traceparent)
+        result = decide_leg(leg, Facts(account=account), ctx)
+        inbox_id = leg_inbox_id(leg.command_id, leg.leg)
+        record = self._record(inbox_id, ctx, result, completes=result.outcome is not None)
+        if destination in plan.touched and destination not in plan.first_round:
+            # as the account stood before its first local credit: what round 1 writes
+            outbox = list(plan.outboxes.get(destination, []))
+            plan.first_round[destination] = (plan.touched[destination], outbox)
+        self._place(destination, account, result, record)
+        plan.settled[source_record.command_id] = record
+        plan.second_round.add(destination)
+        plan.sources.add(leg.from_account)
 
     def _ref_used(self, command: object) -> bool:
         if isinstance(command, Deposit | Withdrawal):

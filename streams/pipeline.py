@@ -16,6 +16,7 @@ from models.documents import TransferLeg
 from models.ids import command_inbox_id
 from streams import metrics
 from streams.batch import BatchDecider, Doc, Loaded, Plan, ref_id
+from streams.batch_trace import UNTRACED, UNTRACED_BATCH, BatchTrace, Tracing
 from streams.decisions import DecisionRecord
 from streams.errors import TallyError
 from streams.intake import (
@@ -50,6 +51,7 @@ class Decided:
     generation: int  # Pipeline.generation when decided; apply() refuses another one
     inbox: list[DecisionRecord] = field(default_factory=list)  # inbox form, by apply()
     in_flight: InFlight | None = None  # set by apply(), until flush() succeeds
+    trace: BatchTrace = UNTRACED_BATCH  # its spans, ended by flush() or a failure (ADR 9)
 
 
 THREAD_MIN_RECORDS = 200  # batches this large are decoded and decided in a thread
@@ -66,8 +68,10 @@ class Pipeline:
         publisher: KafkaPublisher,
         decoder: Decoder,
         local: Callable[[str], bool] | None = None,
+        tracing: Tracing = UNTRACED,
     ) -> None:
         self._settings = settings
+        self._tracing = tracing
         self._store = store
         self._publisher = publisher
         self._decoder = decoder
@@ -118,49 +122,58 @@ class Pipeline:
         self._refuse_if_stale(decided)
         try:
             await self._apply(decided)
-        except BaseException:
+        except BaseException as exc:
             self.forget_accounts()
+            decided.trace.end(exc)  # what was written names these spans: export them
             raise
 
     async def flush(self, decided: Decided) -> None:
         """Journal, transfers and refs; outcomes published and the inbox written."""
         try:
             await self._flush(decided)
-        except BaseException:
+        except BaseException as exc:
             self.forget_accounts()
+            decided.trace.end(exc)
             raise
+        decided.trace.end()
         if decided.in_flight in self._in_flight:
             self._in_flight.remove(decided.in_flight)
         observe(decided.plan, decided.dead, decided.fetched_at, decided.size)
 
     async def _decide(self, records: Sequence[Any], fetched_at: float, generation: int) -> Decided:
         now = datetime.now(UTC)
+        trace = self._tracing.batch(len(records), fetched_at)
         # A large batch is decoded and decided in a thread: the CPU is the same (one GIL), but
         # the event loop gets it back every few milliseconds to serve the previous batch's
         # flush, which a backlog batch is decided beside (docs/performance.md). Both steps
         # are pure: they read only their arguments and immutable settings.
         offload = len(records) >= THREAD_MIN_RECORDS
         decoder = self._decoder
-        with _stage("decode"):
+        with _stage("decode", trace):
             envelopes = await _compute(offload, decoder.envelopes, records)
             keys = await decoder.keys_for(envelopes)  # may fetch (JWKS): an outage raises
             items = await _compute(offload, decoder.items, records, envelopes, keys, now)
         work = [i for i in items if not isinstance(i, DeadItem)]
         dead = [i for i in items if isinstance(i, DeadItem)]
-        with _stage("load"):
+        trace.dead(dead)
+        with _stage("load", trace):
             loaded = await self._load(work)
-        with _stage("decide"):
-            decider = await _compute(offload, self._decider, loaded, now, work)
-        return Decided(decider.plan, dead, fetched_at, len(records), generation)
+        with _stage("decide", trace):
+            decider = await _compute(offload, self._decider, loaded, now, work, trace)
+        return Decided(decider.plan, dead, fetched_at, len(records), generation, trace=trace)
 
     def _refuse_if_stale(self, decided: Decided) -> None:
         if decided.generation != self.generation:
             raise StaleDecisionError("caches were dropped since this batch was decided")
 
     def _decider(
-        self, loaded: Loaded, now: datetime, work: Sequence[CommandItem | LegItem]
+        self,
+        loaded: Loaded,
+        now: datetime,
+        work: Sequence[CommandItem | LegItem],
+        trace: BatchTrace,
     ) -> BatchDecider:
-        decider = BatchDecider(
+        decider = trace.decider(
             loaded,
             now=now,
             source=self._settings.event_source,
@@ -250,7 +263,7 @@ class Pipeline:
         # records must be carried into the outboxes written here: decide again instead.
         self._refuse_if_stale(decided)
         first, second = account_writes(plan, self._in_flight)
-        with _stage("accounts"):
+        with _stage("accounts", decided.trace):
             await store.write_accounts(first)  # (b) one atomic write per account
             # (b2) destinations credited locally, once the debits they depend on are durable
             await store.write_accounts(second)
@@ -268,13 +281,13 @@ class Pipeline:
             self._cache_account(key, {**write.document, "version": version, "outbox": write.outbox})
 
     async def _flush(self, decided: Decided) -> None:
-        store, plan, dead = self._store, decided.plan, decided.dead
-        with _stage("effects"):
+        store, plan, dead, trace = self._store, decided.plan, decided.dead, decided.trace
+        with _stage("effects", trace):
             await store.write_effects(effects(plan.flush))  # (c) journal, transfers, refs
         # (d) publish, and make the decisions final in the inbox, at once: either alone is
         # safe after a crash, since a redelivered command finds its inbox record or its
         # account's outbox, and then republishes the same outcome.
-        with _stage("publish"):
+        with _stage("publish", trace):
             await asyncio.gather(
                 self._publisher.publish(self._outbound.messages(plan, dead)), self._finish(decided)
             )
@@ -340,9 +353,10 @@ def _wanted(
 
 
 @contextmanager
-def _stage(name: str) -> Iterator[None]:
+def _stage(name: str, trace: BatchTrace) -> Iterator[None]:
     started = time.perf_counter()
     try:
-        yield
+        with trace.stage(name):
+            yield
     finally:
         metrics.BATCH_STAGE_SECONDS.labels(name).observe(time.perf_counter() - started)

@@ -13,6 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from handlers.auth import TokenKeys
+from streams.batch_trace import UNTRACED, Tracing
 from streams.intake import Decoder
 from streams.pipeline import Pipeline
 from streams.ports import Store
@@ -169,13 +170,18 @@ class Recorder:
 
 
 def pipeline(
-    settings: Settings, store: Store, publisher: Recorder, *, local: bool = False
+    settings: Settings,
+    store: Store,
+    publisher: Recorder,
+    *,
+    local: bool = False,
+    tracing: Tracing = UNTRACED,
 ) -> Pipeline:
     """A pipeline on `store` (the real one, or InMemoryStore); `local`: this worker owns every
     account (ADR 5)."""
     decoder = Decoder(settings, TokenKeys(secret=SECRET))
     owns = (lambda account: True) if local else None
-    return Pipeline(settings, store, publisher, decoder, local=owns)  # type: ignore[arg-type]
+    return Pipeline(settings, store, publisher, decoder, local=owns, tracing=tracing)  # type: ignore[arg-type]
 
 
 async def opened(env: Any, *, local: bool = False) -> tuple[Pipeline, Recorder]:
