@@ -20,6 +20,7 @@ from streams import __version__, kafka, metrics
 from streams.api import commands, console, problems, reads
 from streams.api.queries import LedgerReads
 from streams.api.replies import Replies
+from streams.api.tracing import ApiTracing, Untraced, api_tracing
 from streams.health import Health
 from streams.jwks import key_source
 from streams.probes import probe_forever
@@ -43,7 +44,7 @@ def replies_consumer(settings: Settings) -> AIOKafkaConsumer:
     )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, tracing: ApiTracing | None = None) -> FastAPI:
     """The app; its clients connect when it starts (lifespan), never at import or build."""
     app = FastAPI(
         title="Tally API",
@@ -60,12 +61,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.reads = LedgerReads(store)
     app.state.keys = key_source(settings)
     app.state.health = Health({"kafka": "not connected yet", "mongodb": "not connected yet"})
+    app.state.tracing = tracing = tracing or Untraced()
     problems.install(app)
     app.include_router(reads.router)
     app.include_router(commands.router)
     console.install(app)
     _probes(app)
     app.add_middleware(Observed)
+    tracing.install(app)  # outermost: a request's span covers all of it
     return app
 
 
@@ -189,7 +192,8 @@ def run_api(settings: Settings) -> int:
                 self.force_exit = True
             self.should_exit = True
 
-    app = create_app(settings)
+    tracing = api_tracing()  # ConfigError (exit 2) on bad OTEL_*
+    app = create_app(settings, tracing)
     config = uvicorn.Config(
         app,
         host=settings.api_host,
@@ -201,5 +205,8 @@ def run_api(settings: Settings) -> int:
         timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout)),
     )
     log.info("api listening", extra={"host": settings.api_host, "port": settings.api_port})
-    uvloop.run(Server(config).serve())
+    try:
+        uvloop.run(Server(config).serve())
+    finally:
+        tracing.close(5.0)  # the spans of the last requests
     return 0

@@ -15,6 +15,7 @@ from streams.api.reads import json
 from streams.api.replies import Replies, event_json, structured
 from streams.api.security import Token, principal_of
 from streams.api.submit import Submission, submission
+from streams.api.tracing import ApiTracing
 from streams.api.views import CommandAccepted, CommandStatus
 from streams.codec import Limits
 from streams.publish import KafkaPublisher, Message
@@ -59,11 +60,12 @@ async def post_command(
     await principal_of(token, state.keys)  # 401 before anything is read or produced
     body = await _body(request, settings.max_message_bytes)
     limits = Limits(settings.max_message_bytes, settings.max_headers)
-    command = submission(request.headers, body, token, limits)
+    tracing: ApiTracing = state.tracing
+    command = submission(request.headers, body, token, limits, trace_slot=tracing.on)
     wait = preferred_wait(prefer, settings.api_max_wait)
     replies: Replies = state.replies
     with replies.expect(command.command_id) as reply:
-        await _produce(state.publisher, settings.topic_commands, command)
+        await _produce(state.publisher, settings.topic_commands, command, tracing)
         outcome = await _outcome(state.reads, reply, command.command_id, wait) if wait else None
     headers = {"Location": f"/v1/commands/{command.command_id}"}
     if wait:
@@ -92,15 +94,18 @@ async def _body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def _produce(publisher: KafkaPublisher, topic: str, command: Submission) -> None:
-    message = Message(topic, command.key, command.value, command.headers)
-    try:
-        async with asyncio.timeout(PRODUCE_TIMEOUT_S):
-            await publisher.publish([message])
-    except Exception as exc:
-        # Not known to be taken: the client sends it again, with the same id (contract §8.2).
-        detail = f"Kafka did not take the command ({type(exc).__name__}); send it again"
-        raise ProblemError(503, detail, headers=RETRY_AFTER) from None
+async def _produce(
+    publisher: KafkaPublisher, topic: str, command: Submission, tracing: ApiTracing
+) -> None:
+    with tracing.sending(topic, command) as sent:
+        message = Message(topic, sent.key, sent.value, sent.headers)
+        try:
+            async with asyncio.timeout(PRODUCE_TIMEOUT_S):
+                await publisher.publish([message])
+        except Exception as exc:
+            # Not known to be taken: the client sends it again, with the same id (§8.2).
+            detail = f"Kafka did not take the command ({type(exc).__name__}); send it again"
+            raise ProblemError(503, detail, headers=RETRY_AFTER) from None
 
 
 async def _outcome(

@@ -7,7 +7,7 @@ decoder the workers use, so what the API refuses the workers would have dead-let
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -28,6 +28,9 @@ from streams.codec import (
 
 STRUCTURED = "application/cloudevents+json"
 _REQUIRED = ("id", "source", "type")
+# What a command carries while the API's span for it does not exist yet: a traceparent is
+# always this long, so the size is checked with the one the API will put there (ADR 9).
+TRACE_SLOT = "00-" + "0" * 32 + "-" + "0" * 16 + "-00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +41,23 @@ class Submission:
     key: bytes | None
     value: bytes
     headers: Headers
+    trace_slot: bool = False  # its ce_traceparent is TRACE_SLOT, to be filled in
+
+    def traced(self, traceparent: str) -> Submission:
+        """The record carrying `traceparent`, unless the client's event had its own."""
+        if not self.trace_slot:
+            return self
+        value = traceparent.encode()
+        headers = [(n, value if n == "ce_traceparent" else v) for n, v in self.headers]
+        return replace(self, headers=headers, trace_slot=False)
 
 
-def submission(http: HttpHeaders, body: bytes, token: str, limits: Limits) -> Submission:
-    """The Kafka record of an HTTP CloudEvent; ProblemError (400/413/415) if it is not one."""
+def submission(
+    http: HttpHeaders, body: bytes, token: str, limits: Limits, *, trace_slot: bool = False
+) -> Submission:
+    """The Kafka record of an HTTP CloudEvent; ProblemError (400/413/415) if it is not one.
+
+    `trace_slot` (tracing on): an event without a traceparent gets TRACE_SLOT in its place."""
     media = http.get("content-type", "").split(";")[0].strip().lower()
     if media == STRUCTURED:
         attributes, data = _structured(body)
@@ -55,6 +71,9 @@ def submission(http: HttpHeaders, body: bytes, token: str, limits: Limits) -> Su
         )
     if "authtoken" in attributes:
         raise ProblemError(400, "authtoken comes from the Authorization header, not the event")
+    slot = trace_slot and "traceparent" not in attributes
+    if slot:
+        attributes["traceparent"] = TRACE_SLOT
     headers = binary_headers({**attributes, "authtoken": token})
     key = _key(data)
     event = decode(data, list[tuple[str, bytes | None]](headers), limits, key=key)
@@ -62,7 +81,7 @@ def submission(http: HttpHeaders, body: bytes, token: str, limits: Limits) -> Su
         status = 413 if event.reason == "too_large" else 400
         raise ProblemError(status, f"{event.reason}: {event.detail}")
     _known_type(event)
-    return Submission(event.id, key, data, headers)
+    return Submission(event.id, key, data, headers, trace_slot=slot)
 
 
 def _binary(http: HttpHeaders) -> dict[str, str]:
