@@ -174,16 +174,17 @@ def on_partition(new_id: Callable[[str], str], name: str, wanted: int, partition
 
 
 @asynccontextmanager
-async def two_workers(logs: Path, partitions: int = 2) -> AsyncIterator[Tally]:
+async def two_workers(logs: Path, partitions: int = 2, **env: str) -> AsyncIterator[Tally]:
     """Two workers of one deployment, on as many partitions: each owns a part of them, so a
     transfer between accounts of different owners goes through ledger.transfers (one worker
-    owning both settles it in its batch, ADR 5). Yields the first; both share its topics."""
+    owning both settles it in its batch, ADR 5). Yields the first; both share its topics and
+    run with `env` added to their environment."""
     first = Tally(partitions=partitions)
     second = Tally(run=first.run, partitions=partitions)
     try:
-        first.start(logs / "first.log")
+        first.start(logs / "first.log", **env)
         await first.wait_ready()
-        second.start(logs / "second.log")
+        second.start(logs / "second.log", **env)
         await second.wait_ready()
         await first.wait_ready()  # in the group again after the rebalance
         yield first
