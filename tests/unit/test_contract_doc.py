@@ -34,9 +34,15 @@ CONTRACT = ROOT / "docs" / "contract.md"
 README = ROOT / "README.md"
 
 # TALLY_* variables read by the local tooling, not by Settings: deploy/local/infra.sh (the
-# local Kafka and FerretDB), and the hostile-input fuzzer (Makefile, tests/unit).
+# local Kafka and FerretDB), the hostile-input fuzzer (Makefile, tests/unit) and the console's
+# browser tests (where to put their screenshots, tests/e2e/console).
 TOOLING_VARIABLES = frozenset(
-    {"TALLY_LOCAL_MONGO", "TALLY_FERRETDB_VERSION", "TALLY_FUZZ_EXAMPLES"}
+    {
+        "TALLY_LOCAL_MONGO",
+        "TALLY_FERRETDB_VERSION",
+        "TALLY_FUZZ_EXAMPLES",
+        "TALLY_CONSOLE_SCREENSHOTS",
+    }
 )
 TOOLING_PREFIX = "TALLY_INFRA_"
 DEAD_LETTER_REASONS = frozenset(
@@ -176,6 +182,7 @@ def test_the_tooling_variables_are_read_by_the_tooling() -> None:
             ROOT / "Makefile",
             ROOT / "deploy" / "local" / "infra.sh",
             ROOT / "tests" / "unit" / "test_hostile_input.py",
+            ROOT / "tests" / "e2e" / "console" / "conftest.py",
         )
     )
     assert {v for v in TOOLING_VARIABLES if v not in tooling} == set()
