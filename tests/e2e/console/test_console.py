@@ -87,6 +87,7 @@ async def test_the_overview_shows_the_worker_and_a_throughput_that_rises_after_c
 
     await until(risen, "the accepted count of the last minute rises by 12")
     assert await number(page, "#rejected-last-minute") >= 1
+    await asyncio.sleep(2.5)  # one more poll, so the charts hold the commands too
     # The chart draws the same series (uPlot, on a canvas), fed from /v1/ops/series.
     await expect(page.locator("#chart-throughput canvas")).to_have_count(1)
     series = [r for r in console.responses if "/v1/ops/series" in r.url and r.status == 200]
@@ -95,7 +96,6 @@ async def test_the_overview_shows_the_worker_and_a_throughput_that_rises_after_c
     await expect(page.locator("#chart-lag canvas")).to_have_count(1, timeout=15_000)
     await expect(page.locator("#overview")).to_contain_text(f"{tally.topics['commands']}/0")
     assert await console.csp_violations() == []
-    await asyncio.sleep(2.5)  # one more poll, so the charts in the picture hold the commands
     await screenshots(page, "overview")
 
     phone = await open_console(PHONE)
