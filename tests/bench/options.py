@@ -26,6 +26,11 @@ class Options:
     docs_chart: bool
     profile: bool
     worker_source: str | None
+    skip_api: bool = False
+    api_clients: int = 32
+    api_seconds: float = 15.0
+    api_rate: float = 50.0
+    api_reply_seconds: float = 20.0
 
     @property
     def batch_max_records(self) -> int:
@@ -76,6 +81,7 @@ def parse(argv: list[str] | None = None) -> Options:
         metavar="DIR",
         help="run the worker from another checkout (A/B: `git archive REV | tar -x -C DIR`)",
     )
+    _api_options(p)
     a = p.parse_args(argv)
     extra = dict(pair.split("=", 1) for pair in a.worker_env)
     if bad := [k for k in extra if not k.startswith("TALLY_")]:
@@ -96,4 +102,31 @@ def parse(argv: list[str] | None = None) -> Options:
         docs_chart=not a.no_docs_chart,
         profile=a.profile,
         worker_source=a.worker_source,
+        skip_api=a.skip_api,
+        api_clients=a.api_clients,
+        api_seconds=a.api_seconds,
+        api_rate=a.api_rate,
+        api_reply_seconds=a.api_reply_seconds,
+    )
+
+
+def _api_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-api", action="store_true", help="do not measure tally api")
+    p.add_argument(
+        "--api-clients", type=int, default=32, help="concurrent clients of the API reads (32)"
+    )
+    p.add_argument(
+        "--api-seconds", type=float, default=15.0, help="duration of each API read, seconds (15)"
+    )
+    p.add_argument(
+        "--api-rate",
+        type=float,
+        default=50.0,
+        help="request-reply rate, and the worker's open loop's beside it, per second (50)",
+    )
+    p.add_argument(
+        "--api-reply-seconds",
+        type=float,
+        default=20.0,
+        help="duration of the request-reply and of the worker's open loop, seconds (20)",
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from tests.bench.api_figures import ApiFigures
 from tests.bench.db_ceiling import Writes
 from tests.bench.openloop import Latencies
 
@@ -45,6 +46,8 @@ class Result:
     worker_source: str | None = None
     load_average: list[float] = field(default_factory=list)  # before, after Tally's runs
     commit: str = ""
+    api: ApiFigures | None = None
+    api_error: str | None = None
 
     @property
     def ceiling(self) -> float:
@@ -86,6 +89,8 @@ class Result:
             "worker_source": self.worker_source,
             "load_average": self.load_average,
             "commit": self.commit,
+            "api": self.api.as_dict() if self.api else None,
+            "api_error": self.api_error,
         }
 
 
@@ -177,6 +182,10 @@ def table(r: Result) -> str:
         out.append(f"worker time in MongoDB calls during the drain: {_spent(r.mongo_seconds)}")
     if r.ceiling_seconds:
         out.append(f"database ceiling time per collection: {_spent(r.ceiling_seconds)}")
+    if r.api:
+        out.extend(["", *r.api.lines()])
+    elif r.api_error:
+        out.extend(["", f"API section failed: {r.api_error}"])
     return "\n".join(out)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from pymongo import AsyncMongoClient
 
 from streams.settings import Settings
-from tests.bench import db_ceiling, kafka_ceiling, naive, openloop, report
+from tests.bench import api, db_ceiling, kafka_ceiling, naive, openloop, report
 from tests.bench.infra import PARTITIONS, Names, clean_up, create_topics, new_names
 from tests.bench.kafka_io import REJECTED, Outcomes, preload
 from tests.bench.options import Options, parse
@@ -85,6 +85,11 @@ async def _measure(opts: Options, names: Names, out: Path) -> report.Result:
         )
         result.open_loop_batches = _batches(result.drain_metrics, await scrape(names.http_port))
         result.peak_rss_mib = worker.peak_rss_mib()
+        if not opts.skip_api:
+            pids: dict[str, int | None] = {"bench client": os.getpid(), "worker": worker.pid}
+            pids |= {name: listener_pid(port) for name, port in _servers(names).items()}
+            section = api.Section(names, env, accounts, signer, outcomes, pids, out)
+            await _api(opts, section, result)
     finally:
         worker.stop()
         await outcomes.stop()
@@ -166,6 +171,17 @@ async def _tally(
     }
     # A fresh worker process: its counters cover exactly the drain.
     result.db_writes = db_ceiling.writes_from_metrics(metrics, result.batches)
+
+
+async def _api(opts: Options, section: api.Section, result: report.Result) -> None:
+    """After the drain and the open loop, beside the same worker; a failure here is reported,
+    and costs the run none of its other figures."""
+    sizes = api.Sizes(opts.api_clients, opts.api_seconds, opts.api_rate, opts.api_reply_seconds)
+    try:
+        result.api = await api.run(section, sizes, opts.seed)
+    except Exception as exc:
+        result.api_error = repr(exc)[:300]
+        note(f"API section failed: {exc!r}; see {section.out / 'api.log'}")
 
 
 def _commit() -> str:

@@ -1,4 +1,4 @@
-"""`tally worker` as a subprocess: start, readiness, CPU and peak RSS from /proc, stop."""
+"""`tally worker` (or `tally api`) as a subprocess: start, readiness, CPU and peak RSS, stop."""
 
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ class ProcSample:
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], port: int, log_path: Path, command: str = "worker"
+    ) -> None:
         self._env = env
         self._port = port
         self._log_path = log_path
+        self._command = command
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -37,7 +40,7 @@ class WorkerProcess:
     def start(self) -> None:
         log = self._log_path.open("ab")
         self._proc = subprocess.Popen(
-            [str(TALLY), "worker"], env=self._env, stdout=log, stderr=subprocess.STDOUT
+            [str(TALLY), self._command], env=self._env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
 
@@ -49,7 +52,7 @@ class WorkerProcess:
             if await self._ready():
                 return time.time()
             await asyncio.sleep(0.02)
-        raise TimeoutError(f"worker not ready after {timeout:.0f}s; see {self._log_path}")
+        raise TimeoutError(f"{self._command} not ready after {timeout:.0f}s; see {self._log_path}")
 
     async def _ready(self) -> bool:
         try:
@@ -66,7 +69,9 @@ class WorkerProcess:
 
     def _check_alive(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {self._proc.returncode}; see {self._log_path}")
+            raise RuntimeError(
+                f"{self._command} exited with {self._proc.returncode}; see {self._log_path}"
+            )
 
     def sample(self) -> ProcSample:
         return ProcSample(time.time(), cpu_seconds(self.pid))
