@@ -1,9 +1,18 @@
-"""Who may send what (contract §6): `ops` everything, `customer` their own accounts."""
+"""Who may send what (contract §6): `ops` everything, `customer` their own accounts, `risk`
+(the watch) a freeze."""
 
 from collections.abc import Iterable
 
 from handlers.auth import Principal
-from models.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdrawal
+from models.commands import (
+    CloseAccount,
+    Command,
+    Deposit,
+    FreezeAccount,
+    OpenAccount,
+    Transfer,
+    Withdrawal,
+)
 from models.documents import Account
 
 
@@ -29,7 +38,9 @@ def permitted(command: Command, principal: Principal, account: Account | None) -
             return "payments" in roles or is_owner(principal, account)
         case Transfer() | CloseAccount():
             return is_owner(principal, account)
-        case _:  # freeze, unfreeze, limits: back office only
+        case FreezeAccount():  # `tally watch` freezes an account passing the velocity rule
+            return "risk" in roles
+        case _:  # unfreeze, limits: back office only
             return False
 
 

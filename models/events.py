@@ -1,5 +1,7 @@
-"""The outcome events of contract §5: exactly one terminal outcome per command."""
+"""The outcome events of contract §5: exactly one terminal outcome per command; and the
+watch's alerts (§16), which answer no command."""
 
+from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -157,7 +159,22 @@ AccountOutcome = (
 
 Outcome = AccountOutcome | CommandRejected
 
-EVENT_MODELS: dict[str, type[Outcome]] = {
+
+class VelocityExceeded(_OfAccount):
+    """An account passed the velocity rule of `tally watch` (published once per window).
+
+    `count` outflows (withdrawals, transfers out) from `first_at` to `last_at`: more than
+    TALLY_WATCH_MAX_OUTFLOWS within TALLY_WATCH_WINDOW_S (`window_s`) seconds."""
+
+    TYPE: ClassVar[str] = "ledger.risk.velocity_exceeded.v1"
+
+    count: PositiveInt
+    window_s: PositiveInt
+    first_at: datetime
+    last_at: datetime
+
+
+EVENT_MODELS: dict[str, type[Outcome | VelocityExceeded]] = {
     model.TYPE: model
     for model in (
         AccountOpened,
@@ -170,5 +187,6 @@ EVENT_MODELS: dict[str, type[Outcome]] = {
         AccountClosed,
         LimitsChanged,
         CommandRejected,
+        VelocityExceeded,
     )
 }

@@ -1,4 +1,4 @@
-"""`tally`: worker, api, send, tail, dlq, token, asyncapi, openapi."""
+"""`tally`: worker, api, watch, send, tail, dlq, token, asyncapi, openapi."""
 
 from __future__ import annotations
 
@@ -190,6 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("worker", help="run the service (Kafka consumer, HTTP endpoint)")
     sub.add_parser("api", help="serve the HTTP API (reads, commands with a reply)")
+    sub.add_parser("watch", help="run the watch: velocity rules and live volumes (faust)")
     sub.add_parser("openapi", help="print the OpenAPI 3.1 document of tally api")
     send = sub.add_parser("send", help="build, sign and send one command")
     send.add_argument("type", help=f"command type or short name ({', '.join(SHORT_TYPES)})")
@@ -260,6 +261,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         logs.configure(settings.log_level, settings.log_format)
         return run_api(settings)
+    if args.command == "watch":
+        from streams import logs
+        from streams.watch.app import run_watch
+
+        logs.configure(settings.log_level, settings.log_format)
+        return run_watch(settings)
     if args.command == "token":
         print(mint_token(settings, args.sub, args.roles.split(","), args.ttl))
     elif args.command == "asyncapi":

@@ -63,3 +63,27 @@ def verification_key(pem: str) -> str:
     if isinstance(key, ec.EllipticCurvePublicKey):
         return pem
     raise ValueError(f"expected an RSA or EC public key, got {type(key).__name__}")
+
+
+def signing_key(pem: str) -> str:
+    """`pem` if it is an unencrypted RSA (2048 bits or more) or P-256 private key, as RS256 and
+    ES256 tokens are signed with."""
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except TypeError:
+        raise ValueError("the private key is encrypted; give an unencrypted one") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError("not a PEM private key (-----BEGIN PRIVATE KEY-----)") from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise ValueError(f"an RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} needed")
+        return pem
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return pem
+    raise ValueError(f"expected an RSA or P-256 private key, got {type(key).__name__}")
+
+
+def signing_algorithm(pem: str) -> str:
+    """The JWT algorithm of a key `signing_key` accepted: RS256 for RSA, ES256 for P-256."""
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    return "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"

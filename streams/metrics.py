@@ -48,3 +48,11 @@ API_REQUESTS = Counter(
 API_REQUEST_SECONDS = Histogram(
     "tally_api_request_seconds", "Time tally api took to answer", ["route"], buckets=_LATENCY
 )
+WATCH_ALERTS = Counter(
+    "tally_watch_alerts", "Velocity alerts published by tally watch (contract §16)"
+)
+WATCH_LAG = Gauge(
+    "tally_watch_lag",
+    "Records of ledger.events tally watch has yet to process",
+    ["topic", "partition"],
+)

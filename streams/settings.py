@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8081, ge=0, le=65535)
     api_max_wait: float = Field(default=30.0, ge=0)
 
+    # tally watch (contract §16)
+    watch_group_id: str = "tally-watch"
+    watch_host: str = "127.0.0.1"
+    watch_port: int = Field(default=8082, ge=0, le=65535)
+    watch_max_outflows: int = Field(default=20, ge=1)
+    watch_window_s: int = Field(default=60, ge=1)
+    watch_freeze: bool = False
+    watch_jwt_private_key: str | None = Field(default=None, repr=False)
+    watch_jwt_key_id: str | None = None
+
     jwt_secret: str | None = Field(default=None, repr=False)
     jwt_public_key: str | None = Field(default=None, repr=False)
     jwt_jwks_url: str | None = None
@@ -110,6 +120,11 @@ class Settings(BaseSettings):
     def _verification_key(cls, value: str | None) -> str | None:
         return keymaterial.verification_key(value) if value is not None else None
 
+    @field_validator("watch_jwt_private_key")
+    @classmethod
+    def _signing_key(cls, value: str | None) -> str | None:
+        return keymaterial.signing_key(value) if value is not None else None
+
     @field_validator("jwt_jwks_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -135,6 +150,16 @@ class Settings(BaseSettings):
             raise _InvalidError(
                 "TALLY_JWT_SECRET",
                 "required unless TALLY_JWT_PUBLIC_KEY or TALLY_JWT_JWKS_URL is set",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _watch_key_required(self) -> Settings:
+        # The watch's freeze commands must carry a token the workers accept (contract §16).
+        if self.watch_freeze and not (self.jwt_secret or self.watch_jwt_private_key):
+            raise _InvalidError(
+                "TALLY_WATCH_JWT_PRIVATE_KEY",
+                "required with TALLY_WATCH_FREEZE=true unless TALLY_JWT_SECRET is set",
             )
         return self
 

@@ -29,6 +29,7 @@ def test_every_spec_outcome_type_has_a_model() -> None:
         "ledger.account.closed.v1",
         "ledger.account.limits_changed.v1",
         "ledger.command.rejected.v1",
+        "ledger.risk.velocity_exceeded.v1",
     }
 
 

@@ -143,3 +143,25 @@ def test_only_ops_may_operate_the_console() -> None:
     assert may_operate(OPS)
     assert not any(may_operate(p) for p in (PAYMENTS, OWNER, STRANGER, NOBODY))
     assert may_operate(Principal("both", frozenset({"customer", "ops"})))
+
+
+RISK = Principal("tally-watch", frozenset({"risk"}))
+
+
+def test_risk_may_freeze_an_account() -> None:
+    frozen = accepted(run(FREEZE, account(), RISK)).account
+    assert frozen is not None
+    assert frozen.status == "frozen"
+
+
+@pytest.mark.parametrize("command", [OPEN, DEPOSIT, WITHDRAWAL, TRANSFER, UNFREEZE, CLOSE, LIMITS])
+def test_risk_may_send_nothing_but_a_freeze(command: Command) -> None:
+    assert reason(run(command, state_for(command), RISK)) == "forbidden"
+
+
+def test_risk_freezing_a_missing_account_gets_account_not_found() -> None:
+    assert reason(run(FREEZE, None, RISK)) == "account_not_found"
+
+
+def test_risk_may_not_operate_the_console() -> None:
+    assert not may_operate(RISK)
