@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: a worker and `tally api` with the development settings; Ctrl-C stops both.
+# `make run`: a worker, `tally api` and `tally watch` with the development settings; Ctrl-C
+# stops all three.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source deploy/local/dev.env
@@ -14,9 +15,10 @@ trap 'stop; exit 0' INT TERM
 
 tally worker & pids+=($!)
 tally api & pids+=($!)
-echo "tally: worker (health on :${TALLY_HTTP_PORT:-8080}) and api (on :${TALLY_API_PORT:-8081}) started; Ctrl-C stops both" >&2
+tally watch & pids+=($!)
+echo "tally: worker (health on :${TALLY_HTTP_PORT:-8080}), api (on :${TALLY_API_PORT:-8081}) and watch (on :${TALLY_WATCH_PORT:-8082}) started; Ctrl-C stops all three" >&2
 
-# One of them ending (a bad setting, say) ends the other: a half-running service helps nobody.
+# One of them ending (a bad setting, say) ends the others: a half-running service helps nobody.
 wait -n "${pids[@]}"
 code=$?
 stop
