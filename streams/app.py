@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from streams.probes import probe_forever
 from streams.publish import KafkaPublisher
 from streams.retention import keep_inbox
 from streams.retry import Backoff
+from streams.runtime import tune_gc
 from streams.settings import ConfigError, Settings
 from streams.shutdown import Shutdown
 from streams.store import MongoStore
@@ -177,22 +177,6 @@ class Worker:
                 if task is not None and task.cancelling():
                     raise
                 log.warning("close failed", extra={"client": name, "error": "cancelled inside"})
-
-
-GC_THRESHOLDS = (10_000, 20, 20)  # CPython's defaults: (700, 10, 10)
-
-
-def tune_gc() -> None:
-    """Keep the cyclic garbage collector off the latency path.
-
-    What is alive at start-up (modules, classes, pydantic's validators: ~80 000 objects) lives
-    as long as the process: frozen, full collections stop walking it. The pipeline's garbage
-    is freed by reference counting; the collector only looks for cycles, so it runs less often.
-    Measured at 1 000 commands/s (docs/performance.md): collector time 1.7-1.9 s → 0.4 s per
-    run, longest pause 58-74 → 26-28 ms."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run_worker(settings: Settings, stop_asked: Callable[[], bool] = lambda: False) -> int:

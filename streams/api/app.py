@@ -26,6 +26,7 @@ from streams.jwks import key_source
 from streams.probes import probe_forever
 from streams.publish import KafkaPublisher
 from streams.retry import Backoff
+from streams.runtime import tune_gc
 from streams.settings import Settings
 from streams.store import MongoStore
 
@@ -194,6 +195,7 @@ def run_api(settings: Settings) -> int:
 
     tracing = api_tracing()  # ConfigError (exit 2) on bad OTEL_*
     app = create_app(settings, tracing)
+    tune_gc()  # after the app is built: its routes and models are frozen with the rest
     config = uvicorn.Config(
         app,
         host=settings.api_host,

@@ -1,4 +1,4 @@
-"""The worker's garbage-collector settings (streams/app.py: tune_gc)."""
+"""The garbage-collector settings of Tally's processes (streams/runtime.py: tune_gc)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.app import GC_THRESHOLDS, tune_gc
+from streams.runtime import GC_THRESHOLDS, tune_gc
 
 pytestmark = pytest.mark.unit
 
