@@ -201,7 +201,6 @@ def _traced(leg: TransferLeg, span: Span) -> TransferLeg:
 def _command_attributes(event: CloudEvent) -> dict[str, Any]:
     return {
         "messaging.message.id": event.id,
-        "cloudevents.event_id": event.id,
         "cloudevents.event_type": event.type,
         "tally.command.id": event.id,
     }

@@ -86,7 +86,7 @@ async def http_receiver() -> AsyncIterator[tuple[Receiver, str]]:
         reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
         return web.Response(body=reply, content_type="application/x-protobuf")
 
-    app = web.Application()
+    app = web.Application(client_max_size=32 * 1024 * 1024)  # an export holds 512 spans
     app.router.add_post("/v1/traces", export)
     runner = web.AppRunner(app)
     await runner.setup()

@@ -113,7 +113,6 @@ async def test_a_command_is_processed_in_a_span_of_its_traceparents_trace() -> N
         "messaging.kafka.offset": 1,
         "messaging.kafka.message.key": "a",
         "messaging.message.id": "cmd-1",
-        "cloudevents.event_id": "cmd-1",
         "cloudevents.event_type": "ledger.deposit.v1",
         "tally.command.id": "cmd-1",
         "tally.outcome.type": "ledger.deposited.v1",
