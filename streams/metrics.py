@@ -51,6 +51,7 @@ API_REQUEST_SECONDS = Histogram(
 WATCH_ALERTS = Counter(
     "tally_watch_alerts", "Velocity alerts published by tally watch (contract §16)"
 )
+WATCH_EVENTS = Counter("tally_watch_events", "Records of ledger.events tally watch applied")
 WATCH_LAG = Gauge(
     "tally_watch_lag",
     "Records of ledger.events tally watch has yet to process",

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     watch_freeze: bool = False
     watch_jwt_private_key: str | None = Field(default=None, repr=False)
     watch_jwt_key_id: str | None = None
+    watch_url: str = "http://127.0.0.1:8082"  # where tally api reaches the watch (console)
 
     jwt_secret: str | None = Field(default=None, repr=False)
     jwt_public_key: str | None = Field(default=None, repr=False)
@@ -125,7 +126,7 @@ class Settings(BaseSettings):
     def _signing_key(cls, value: str | None) -> str | None:
         return keymaterial.signing_key(value) if value is not None else None
 
-    @field_validator("jwt_jwks_url")
+    @field_validator("jwt_jwks_url", "watch_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None:

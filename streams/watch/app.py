@@ -40,7 +40,7 @@ from streams.web import serve
 log = logging.getLogger("tally.watch")
 
 BATCH = 1000  # events per batch at most: one changelog round trip each
-BATCH_WITHIN_S = 0.05  # how long a batch waits to fill
+BATCH_WITHIN_S = 0.2  # how long a batch waits to fill
 KEEP_ALERT_US = 24 * 3600 * MICROS  # an account's last alert stays in the latest-alerts view
 EXPIRE_EVERY_S = 30.0
 
@@ -113,6 +113,8 @@ def _build(settings: Settings, partitions: int, signer: Signer | None) -> tuple[
         broker_session_timeout=settings.session_timeout_ms / 1000,
         broker_heartbeat_interval=max(settings.session_timeout_ms / 3000, 0.1),
         producer_acks=-1,
+        producer_max_batch_size=256 * 1024,
+        producer_linger=0.002,
     )
     schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
     velocity = Shelf(

@@ -80,6 +80,7 @@ class Watcher:
         await self._durably(lambda: self._writes(decided), "writing state")
         await self._durably(lambda: _all(self.positions.writes(nexts)), "writing positions")
         self.positions.advanced(nexts)
+        metrics.WATCH_EVENTS.inc(len(admitted))
 
     def decide(self, seen: Iterable[Seen]) -> Decided:
         decided = Decided()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import orjson
 import pytest
@@ -30,26 +31,33 @@ WATCH = {
 PAYMENTS = token("psp", ["payments"])
 
 
-async def _deployment(logs: Path, watch_settings: dict[str, str]) -> AsyncIterator[Watch]:
+async def _deployment(
+    logs: Path, watch_settings: dict[str, str], api: bool = False
+) -> AsyncIterator[Watch]:
     tally = Tally()
     tally.start(logs / "worker.log", TALLY_CURRENCIES=CURRENCIES)
     watch = Watch(tally, logs / "watch.log", {"TALLY_CURRENCIES": CURRENCIES, **watch_settings})
     try:
         await tally.wait_ready()
         watch.start()
+        if api:
+            tally.start_api(logs / "api.log", TALLY_WATCH_URL=f"http://127.0.0.1:{watch.port}")
+            await tally.wait_api_ready()
         await watch.wait_ready()
         yield watch
     finally:
         codes = (watch.stop() if watch.process else 0, tally.stop())
+        api_code = tally.stop_api() if tally.api else 0
         await watch.cleanup()
         await tally.cleanup()
         assert codes == (0, 0), (logs / "watch.log").read_text()[-3000:]
+        assert api_code == 0, (logs / "api.log").read_text()[-3000:]
 
 
 @pytest.fixture(scope="module")
 async def watched(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Watch]:
     """A worker and a watch that alerts past 5 outflows in 30 s, and freezes."""
-    async for watch in _deployment(tmp_path_factory.mktemp("watch"), WATCH):
+    async for watch in _deployment(tmp_path_factory.mktemp("watch"), WATCH, api=True):
         yield watch
 
 
@@ -251,6 +259,27 @@ async def test_volumes_match_the_commands_sent(
             count, amount = totals.get(row["type"], (0, 0))
             totals[row["type"]] = (count + row["count"], amount + row["amount"])
     assert totals == expected
+
+
+async def test_the_api_shows_the_console_the_watch_s_alerts_and_volumes(
+    watched: Watch, producer: Producer, outcomes: Outcomes, new_id: Callable[[str], str]
+) -> None:
+    account = new_id("shown")
+    await open_funded(producer, outcomes, account, "XBB")
+    await outcomes.of(*await withdraw(producer, account, "XBB", 6))
+    ops = {"authorization": f"Bearer {token('ops-console', ['ops'])}"}
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient(base_url=watched.tally.api_url, headers=ops) as http:
+        while True:
+            body = (await http.get("/v1/ops/watch", params={"minutes": 5})).json()
+            if any(a["account_id"] == account for a in body["alerts"] or []):
+                break
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.3)
+        card = await http.get("/console/views/watch")
+    assert body["error"] is None and body["url"] == f"http://127.0.0.1:{watched.port}"
+    assert any(v["currency"] == "XBB" and v["count"] > 0 for v in body["volumes"])
+    assert card.status_code == 200 and account in card.text
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from streams.api.console import live, ops, pages
+from streams.api.console import live, ops, pages, watch
 from streams.api.console.letters import DeadLetters
 from streams.settings import Settings
 
@@ -49,6 +49,8 @@ def install(app: FastAPI) -> None:
     routes.include_router(ops.router)
     routes.include_router(pages.router)
     routes.include_router(pages.views)
+    routes.include_router(watch.router)
+    routes.include_router(watch.views)
     app.include_router(routes)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     app.add_middleware(SecurityHeaders)

@@ -99,7 +99,9 @@
   function tick() {
     if (!token() || document.hidden) return;
     htmx.trigger("#overview", "refresh");
+    htmx.trigger("#watch", "refresh");
     series();
+    volumes();
   }
 
   // ---- charts (uPlot) ----------------------------------------------------------------------
@@ -141,6 +143,27 @@
     chart("throughput", ["accepted", "rejected"], [t.t, t.accepted, t.rejected]);
     const names = Object.keys(s.lag.partitions);
     chart("lag", names, [s.lag.t].concat(names.map((n) => s.lag.partitions[n])));
+  }
+
+  // The watch's tumbling minutes (contract §16), one line per currency and outcome type, on a
+  // grid of the last 15 minutes so that a quiet minute reads 0.
+  async function volumes() {
+    const response = await fetch("/v1/ops/watch?minutes=15", {
+      headers: { Authorization: `Bearer ${token()}` },
+    });
+    const body = await response.text();
+    if (!response.ok) return refused(response.status, body);
+    const w = JSON.parse(body);
+    if (!w.volumes) return; // the watch did not answer: its card says why
+    const last = Math.floor(Date.parse(w.at) / 60000) * 60;
+    const minutes = Array.from({ length: 15 }, (_, i) => last - (14 - i) * 60);
+    const names = [...new Set(w.volumes.map((v) => `${v.currency} ${v.type}`))].sort();
+    const data = [minutes].concat(names.map(() => minutes.map(() => 0)));
+    for (const v of w.volumes) {
+      const at = minutes.indexOf(Date.parse(v.minute) / 1000);
+      if (at >= 0) data[1 + names.indexOf(`${v.currency} ${v.type}`)][at] += v.count;
+    }
+    chart("volumes", names, data);
   }
 
   function resize() {
