@@ -31,6 +31,8 @@ class Options:
     api_seconds: float = 15.0
     api_rate: float = 50.0
     api_reply_seconds: float = 20.0
+    skip_watch: bool = False
+    watch_commands: int = 20_000
 
     @property
     def batch_max_records(self) -> int:
@@ -82,6 +84,13 @@ def parse(argv: list[str] | None = None) -> Options:
         help="run the worker from another checkout (A/B: `git archive REV | tar -x -C DIR`)",
     )
     _api_options(p)
+    p.add_argument("--skip-watch", action="store_true", help="do not measure tally watch")
+    p.add_argument(
+        "--watch-commands",
+        type=int,
+        default=20_000,
+        help="commands the worker drains with tally watch beside it (20,000)",
+    )
     a = p.parse_args(argv)
     extra = dict(pair.split("=", 1) for pair in a.worker_env)
     if bad := [k for k in extra if not k.startswith("TALLY_")]:
@@ -107,6 +116,8 @@ def parse(argv: list[str] | None = None) -> Options:
         api_seconds=a.api_seconds,
         api_rate=a.api_rate,
         api_reply_seconds=a.api_reply_seconds,
+        skip_watch=a.skip_watch,
+        watch_commands=a.watch_commands,
     )
 
 

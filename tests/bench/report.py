@@ -14,6 +14,7 @@ import orjson
 from tests.bench.api_figures import ApiFigures
 from tests.bench.db_ceiling import Writes
 from tests.bench.openloop import Latencies
+from tests.bench.watch_figures import WatchFigures
 
 
 @dataclass(slots=True)
@@ -48,6 +49,8 @@ class Result:
     commit: str = ""
     api: ApiFigures | None = None
     api_error: str | None = None
+    watch: WatchFigures | None = None
+    watch_error: str | None = None
 
     @property
     def ceiling(self) -> float:
@@ -91,6 +94,8 @@ class Result:
             "commit": self.commit,
             "api": self.api.as_dict() if self.api else None,
             "api_error": self.api_error,
+            "watch": self.watch.as_dict() if self.watch else None,
+            "watch_error": self.watch_error,
         }
 
 
@@ -186,6 +191,10 @@ def table(r: Result) -> str:
         out.extend(["", *r.api.lines()])
     elif r.api_error:
         out.extend(["", f"API section failed: {r.api_error}"])
+    if r.watch:
+        out.extend(["", *r.watch.lines()])
+    elif r.watch_error:
+        out.extend(["", f"watch section failed: {r.watch_error}"])
     return "\n".join(out)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from pymongo import AsyncMongoClient
 
 from streams.settings import Settings
-from tests.bench import api, db_ceiling, kafka_ceiling, naive, openloop, report
+from tests.bench import api, db_ceiling, kafka_ceiling, naive, openloop, report, watch
 from tests.bench.infra import PARTITIONS, Names, clean_up, create_topics, new_names
 from tests.bench.kafka_io import REJECTED, Outcomes, preload
 from tests.bench.options import Options, parse
@@ -90,6 +90,9 @@ async def _measure(opts: Options, names: Names, out: Path) -> report.Result:
             pids |= {name: listener_pid(port) for name, port in _servers(names).items()}
             section = api.Section(names, env, accounts, signer, outcomes, pids, out)
             await _api(opts, section, result)
+        if not opts.skip_watch:
+            beside = watch.Section(names, env, worker.pid, signer, outcomes, out)
+            await _watch(beside, mix.take(opts.watch_commands), result)
     finally:
         worker.stop()
         await outcomes.stop()
@@ -182,6 +185,16 @@ async def _api(opts: Options, section: api.Section, result: report.Result) -> No
     except Exception as exc:
         result.api_error = repr(exc)[:300]
         note(f"API section failed: {exc!r}; see {section.out / 'api.log'}")
+
+
+async def _watch(section: watch.Section, commands: list[Command], result: report.Result) -> None:
+    """Last, beside the same worker: the watch reads the whole events log alone, then follows
+    a drain of fresh commands; a failure here is reported and costs no other figure."""
+    try:
+        result.watch = await watch.run(section, commands)
+    except Exception as exc:
+        result.watch_error = repr(exc)[:300]
+        note(f"watch section failed: {exc!r}; see {section.out / 'watch.log'}")
 
 
 def _commit() -> str:
