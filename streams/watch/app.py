@@ -117,17 +117,17 @@ def _build(settings: Settings, partitions: int, signer: Signer | None) -> tuple[
         producer_linger=0.002,
     )
     schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
-    velocity = Shelf(
-        app.Table("velocity", partitions=partitions, schema=schema),
-        load_velocity,
-        dump_velocity,
-    )
-    volumes = Shelf(
-        app.Table("volumes", partitions=partitions, schema=schema), load_volume, dump_volume
-    )
-    positions = Shelf(
-        app.Table("positions", partitions=partitions, schema=schema), load_next, dump_next
-    )
+
+    async def produce(topic: str, partition: int, key: bytes, value: bytes | None) -> Any:
+        return await app.producer.send(topic, key, value, partition, None, None)
+
+    def shelf(name: str, load: Any, dump: Any) -> Shelf[Any]:
+        table = app.Table(name, partitions=partitions, schema=schema)
+        return Shelf(table, table.changelog_topic.get_topic_name(), produce, load, dump)
+
+    velocity = shelf("velocity", load_velocity, dump_velocity)
+    volumes = shelf("volumes", load_volume, dump_volume)
+    positions = shelf("positions", load_next, dump_next)
     health = Health(
         checks={
             "kafka": "not connected yet",
@@ -166,7 +166,7 @@ def _build(settings: Settings, partitions: int, signer: Signer | None) -> tuple[
         await observer()
 
     async def expire() -> None:
-        _expire(watcher, velocity, volumes, owned())
+        await _expire(watcher, velocity, volumes, owned())
 
     app.timer(2.0)(observe)
     app.timer(EXPIRE_EVERY_S)(expire)
@@ -260,7 +260,7 @@ class _Observer:
         self._reported = set(partitions)
 
 
-def _expire(
+async def _expire(
     watcher: Watcher, velocity: Shelf[Any], volumes: Shelf[Any], partitions: frozenset[int]
 ) -> None:
     """Forget what can no longer count, judged by each partition's event time (not the wall
@@ -268,12 +268,12 @@ def _expire(
     for partition, account, state in list(velocity.items(partitions)):
         now = watcher.stream_time.get(partition)
         if now is not None and expired(state, now, watcher.rule, KEEP_ALERT_US):
-            velocity.drop(partition, account)
+            await velocity.drop(partition, account)
     for partition, name, _ in list(volumes.items(partitions)):
         now = watcher.stream_time.get(partition)
         oldest = now - views.MAX_MINUTES * MINUTE_US if now is not None else None
         if oldest is not None and bucket_of(name).minute < oldest:
-            volumes.drop(partition, name)
+            await volumes.drop(partition, name)
 
 
 def _credentials(settings: Settings) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from streams.watch.tables import Shelf
@@ -77,8 +77,8 @@ class Positions:
             await self._seek_back(partition, offset, nexts)
         return admitted, nexts
 
-    def writes(self, nexts: dict[int, int]) -> list[Awaitable[Any]]:
-        return [self._shelf.put(partition, NEXT, n) for partition, n in nexts.items()]
+    async def write(self, nexts: dict[int, int]) -> None:
+        await self._shelf.write((partition, NEXT, n) for partition, n in nexts.items())
 
     def advanced(self, nexts: dict[int, int]) -> None:
         self.next.update(nexts)

@@ -78,7 +78,7 @@ class Watcher:
         decided = self.decide(seen)
         await self._durably(self._publications(decided.alerts), "publishing alerts")
         await self._durably(lambda: self._writes(decided), "writing state")
-        await self._durably(lambda: _all(self.positions.writes(nexts)), "writing positions")
+        await self._durably(lambda: self.positions.write(nexts), "writing positions")
         self.positions.advanced(nexts)
         metrics.WATCH_EVENTS.inc(len(admitted))
 
@@ -146,15 +146,9 @@ class Watcher:
         return publish
 
     async def _writes(self, decided: Decided) -> None:
-        pending = [
-            self._velocity.put(partition, account, state)
-            for (partition, account), state in decided.velocity.items()
-        ]
-        pending += [
-            self._volumes.put(partition, bucket_name(bucket), volume)
-            for (partition, bucket), volume in decided.volumes.items()
-        ]
-        await asyncio.gather(*pending)
+        velocity = ((p, account, state) for (p, account), state in decided.velocity.items())
+        volumes = ((p, bucket_name(b), volume) for (p, b), volume in decided.volumes.items())
+        await asyncio.gather(self._velocity.write(velocity), self._volumes.write(volumes))
 
     async def _durably(self, step: Callable[[], Awaitable[T]], what: str) -> T:
         """Run `step` until it succeeds: the broker away is an outage, never a lost alert."""
@@ -171,10 +165,6 @@ class Watcher:
                 continue
             self._problem(None)
             return done
-
-
-async def _all(pending: list[Awaitable[Any]]) -> None:
-    await asyncio.gather(*pending)
 
 
 def _read(record: Any) -> Seen | None:

@@ -2,31 +2,44 @@
 
 Keys are `<partition>:<name>`, the partition of `ledger.events` whose events change the key.
 faust's own `table[key] = value` picks the changelog partition from the event being processed,
-which a batch of events (`take_events`) does not provide; writing the changelog here, with the
-partition named, keeps a key where its partition's owner recovers it after a rebalance, and
-hands back the future of the write, so a batch is acknowledged only once its state is durable
-(docs/adr/0011-tally-watch-on-faust.md).
+which a batch of events (`take_events`) does not provide, and hands each write to a buffer that
+feeds the producer one message at a time. Here a batch's states go straight to the producer,
+each to the changelog partition named by its key, and the batch waits for their acks before it
+writes its position (docs/adr/0011-tally-watch-on-faust.md). faust reads the changelogs back
+into the tables at start-up, as its own writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from dataclasses import asdict
 from typing import Any, Generic, TypeVar
+
+import orjson
 
 from handlers.velocity import Alert, Velocity
 from handlers.volumes import Bucket, Volume
 
 S = TypeVar("S")
+# (topic, partition, key, value) -> the future of the broker's ack, once the record is queued.
+Send = Callable[[str, int, bytes, bytes | None], Awaitable[Awaitable[Any]]]
 
 
 class Shelf(Generic[S]):
-    """One faust table of one kind of state (stored as its JSON-ready dict)."""
+    """One faust table of one kind of state (kept as its JSON-ready dict)."""
 
     def __init__(
-        self, table: Any, load: Callable[[dict[str, Any]], S], dump: Callable[[S], dict[str, Any]]
+        self,
+        table: Any,
+        topic: str,
+        send: Send,
+        load: Callable[[dict[str, Any]], S],
+        dump: Callable[[S], dict[str, Any]],
     ) -> None:
         self.table = table
+        self.topic = topic  # the table's changelog
+        self._send = send
         self._load = load
         self._dump = dump
 
@@ -34,17 +47,21 @@ class Shelf(Generic[S]):
         stored = self.table.data.get(_key(partition, name))
         return self._load(stored) if stored else None
 
-    def put(self, partition: int, name: str, state: S) -> Awaitable[Any]:
-        """Keep `state` and write it to the changelog; the future completes when it is acked."""
-        key, value = _key(partition, name), self._dump(state)
-        self.table.data[key] = value
-        return self.table.send_changelog(partition, key, value)  # type: ignore[no-any-return]
+    async def write(self, changes: Iterable[tuple[int, str, S]]) -> None:
+        """Keep the states and write them to the changelog; returns once the broker acked all."""
+        acks = []
+        for partition, name, state in changes:
+            key, value = _key(partition, name), self._dump(state)
+            self.table.data[key] = value
+            record = (orjson.dumps(key), orjson.dumps(value))
+            acks.append(await self._send(self.topic, partition, *record))
+        await asyncio.gather(*acks)
 
-    def drop(self, partition: int, name: str) -> None:
+    async def drop(self, partition: int, name: str) -> None:
         """Forget the key, here and (a tombstone) in the changelog."""
         key = _key(partition, name)
         self.table.data.pop(key, None)
-        self.table.send_changelog(partition, key, None, value_serializer="raw")
+        await self._send(self.topic, partition, orjson.dumps(key), None)
 
     def items(self, partitions: Collection[int]) -> Iterator[tuple[int, str, S]]:
         """(partition, name, state) of the keys of these partitions (the ones this watch owns:

@@ -38,17 +38,20 @@ T0 = datetime(2026, 11, 24, 3, 35, tzinfo=UTC)
 
 
 class FakeTable:
-    """What Shelf needs of a faust table: its store and changelog writes (acked at once)."""
+    """What Shelf needs of a faust table: its store; and a producer of its changelog."""
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
-        self.changelog: list[tuple[int, str, Any]] = []
+        self.changelog: list[tuple[int, bytes, bytes | None]] = []
 
-    def send_changelog(self, partition: int, key: str, value: Any, **_: Any) -> Any:
+    async def send(self, topic: str, partition: int, key: bytes, value: bytes | None) -> Any:
         self.changelog.append((partition, key, value))
         future = asyncio.get_running_loop().create_future()
-        future.set_result(None)
+        future.set_result(None)  # acked at once
         return future
+
+    def shelf(self, load: Any, dump: Any) -> Shelf[Any]:
+        return Shelf(self, "changelog", self.send, load, dump)
 
 
 @dataclass
@@ -98,11 +101,11 @@ class Deployment:
 
         return Watcher(
             settings,
-            Shelf(self.velocity, load_velocity, dump_velocity),
-            Shelf(self.volumes, load_volume, dump_volume),
+            self.velocity.shelf(load_velocity, dump_velocity),
+            self.volumes.shelf(load_volume, dump_volume),
             send,
             Signer(settings) if settings.watch_freeze else None,
-            Positions(Shelf(self.positions, load_next, dump_next), self.broker),
+            Positions(self.positions.shelf(load_next, dump_next), self.broker),
         )
 
     def of_type(self, event_type: str) -> list[Message]:
@@ -238,7 +241,7 @@ async def test_volumes_count_each_outcome_once_per_currency_type_and_minute() ->
     batch = [*withdrawals("alice", 0, 3), deposit]
     await watcher.take(batch)
     await watcher.take(batch)  # delivered again: counted once
-    volumes = Shelf(deployment.volumes, load_volume, dump_volume)
+    volumes = deployment.volumes.shelf(load_volume, dump_volume)
     now = int((T0 + timedelta(seconds=30)).timestamp() * 1_000_000)
     shown = views.volumes(volumes, {0}, now, minutes=5)
     assert shown["volumes"] == [
