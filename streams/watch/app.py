@@ -58,15 +58,17 @@ def run_watch(settings: Settings) -> int:
         return 0
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    app, http = _build(settings, partitions, signer)
-    worker = faust.Worker(
-        app, http, loop=loop, loglevel=settings.log_level, override_logging=False, quiet=True
-    )
-    worker.spinner = None  # faust's terminal spinner: our logs are the only output
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
+    # faust wants a data directory even for tables in memory; it holds nothing worth keeping.
+    with tempfile.TemporaryDirectory(prefix=f"{settings.watch_group_id}-") as datadir:
+        app, http = _build(settings, partitions, signer, Path(datadir))
+        worker = faust.Worker(
+            app, http, loop=loop, loglevel=settings.log_level, override_logging=False, quiet=True
+        )
+        worker.spinner = None  # faust's terminal spinner: our logs are the only output
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
     return 0
 
 
@@ -97,13 +99,15 @@ async def _prepare(settings: Settings) -> int | None:
     return None
 
 
-def _build(settings: Settings, partitions: int, signer: Signer | None) -> tuple[faust.App, Any]:
+def _build(
+    settings: Settings, partitions: int, signer: Signer | None, datadir: Path
+) -> tuple[faust.App, Any]:
     app = faust.App(
         settings.watch_group_id,
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         store="memory://",
-        datadir=Path(tempfile.gettempdir()) / f"{settings.watch_group_id}-data",
+        datadir=datadir,
         autodiscover=False,
         web_enabled=False,
         topic_partitions=partitions,

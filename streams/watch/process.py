@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from handlers.velocity import Alert, Outflow, Rule, Velocity, observe
+from handlers.velocity import MICROS, Alert, Outflow, Rule, Velocity, observe
 from handlers.volumes import Bucket, Volume, add
 from streams import metrics
 from streams.retry import Backoff
@@ -31,6 +31,7 @@ from streams.watch.tables import Shelf, bucket_name
 log = logging.getLogger("tally.watch")
 
 Send = Callable[[messages.Message], Awaitable[Any]]
+STALE_AFTER_US = 24 * 3600 * MICROS  # an alert whose window ended longer ago is not published
 T = TypeVar("T")
 
 
@@ -55,6 +56,7 @@ class Watcher:
         signer: Signer | None,
         positions: Positions,
         problem: Callable[[str | None], None] = lambda _: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.rule = Rule(settings.watch_max_outflows, settings.watch_window_s)
         self._settings = settings
@@ -63,6 +65,7 @@ class Watcher:
         self._send = send
         self._signer = signer
         self._problem = problem  # readiness: the reason publishing is failing, or None
+        self._clock = clock
         self._source = f"{settings.event_source}/watch"
         self.positions = positions
         self.stream_time: dict[int, int] = {}  # partition -> newest event time seen
@@ -76,7 +79,8 @@ class Watcher:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("batch", extra={"offsets": [(s.partition, s.offset) for s in seen]})
         decided = self.decide(seen)
-        await self._durably(self._publications(decided.alerts), "publishing alerts")
+        fresh = self._fresh(decided.alerts)
+        await self._durably(self._publications(fresh), "publishing alerts")
         await self._durably(lambda: self._writes(decided), "writing state")
         await self._durably(lambda: self.positions.write(nexts), "writing positions")
         self.positions.advanced(nexts)
@@ -113,6 +117,15 @@ class Watcher:
         volume = decided.volumes.get(key) or self._volumes.get(event.partition, name) or Volume()
         decided.volumes[key] = add(volume, amount, event.offset)
 
+    def _fresh(self, alerts: list[tuple[str, Alert]]) -> list[tuple[str, Alert]]:
+        """The alerts to publish: a window that ended more than STALE_AFTER_S ago (a first start
+        reading a long history) is kept as muted, but raises no alarm and freezes nothing."""
+        now = int(self._clock().timestamp() * MICROS)
+        fresh = [(a, alert) for a, alert in alerts if alert.last_at + STALE_AFTER_US >= now]
+        if len(fresh) < len(alerts):
+            log.info("stale alerts not published", extra={"count": len(alerts) - len(fresh)})
+        return fresh
+
     def _publications(self, alerts: list[tuple[str, Alert]]) -> Callable[[], Awaitable[Any]]:
         s = self._settings
         window = self.rule.window_s
@@ -125,7 +138,7 @@ class Watcher:
                 )
                 sends.append(self._send(message))
                 if self._signer is not None:
-                    token = self._signer.token(datetime.now(UTC))
+                    token = self._signer.token(self._clock())
                     freeze = messages.freeze_message(
                         s.topic_commands, account, alert, self._source, token
                     )

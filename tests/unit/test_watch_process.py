@@ -92,7 +92,7 @@ class Deployment:
     broker: FakeBroker = field(default_factory=FakeBroker)
     sent: list[Message] = field(default_factory=list)
 
-    def watcher(self, **env: Any) -> Watcher:
+    def watcher(self, now: datetime = T0 + timedelta(minutes=1), **env: Any) -> Watcher:
         given = {"watch_max_outflows": 5, "watch_window_s": 10, "watch_freeze": True} | env
         settings = Settings(jwt_secret=SECRET, **given)
 
@@ -106,6 +106,7 @@ class Deployment:
             send,
             Signer(settings) if settings.watch_freeze else None,
             Positions(self.positions.shelf(load_next, dump_next), self.broker),
+            clock=lambda: now,
         )
 
     def of_type(self, event_type: str) -> list[Message]:
@@ -175,8 +176,10 @@ async def test_the_freeze_is_signed_as_the_watch_with_the_risk_role() -> None:
     await deployment.watcher().take(withdrawals("alice", 0, 6))
     (freeze,) = deployment.of_type(FREEZE)
     headers = {name: value.decode() for name, value in freeze.headers}
-    claims = jwt.decode(headers["ce_authtoken"], SECRET, algorithms=["HS256"])
+    token = headers["ce_authtoken"]
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
     assert (claims["sub"], claims["roles"]) == ("tally-watch", ["risk"])
+    assert claims["iat"] == int((T0 + timedelta(minutes=1)).timestamp())  # when it was sent
     assert freeze.topic == "ledger.commands" and freeze.key == b"alice"
     assert freeze.value == b'{"account_id":"alice","reason":"velocity"}'
 
@@ -250,3 +253,12 @@ async def test_volumes_count_each_outcome_once_per_currency_type_and_minute() ->
         {"minute": "2026-11-24T03:35:00Z", "currency": "USD", "type": "ledger.deposited.v1",
          "count": 1, "amount": 700},
     ]  # fmt: skip
+
+
+async def test_an_alert_for_a_window_that_ended_a_day_ago_is_kept_but_not_published() -> None:
+    """A first start reading a long history raises no day-old alarm, and freezes nothing."""
+    deployment = Deployment()
+    await deployment.watcher(now=T0 + timedelta(days=2)).take(withdrawals("alice", 0, 6))
+    assert deployment.sent == []
+    state = deployment.velocity.shelf(load_velocity, dump_velocity).get(0, "alice")
+    assert state is not None and state.alert is not None and state.alert.count == 6
