@@ -74,4 +74,4 @@ def worker_tracing(settings: Settings) -> Tracing:
         return UNTRACED
     from streams.traced import Traced  # the SDK is imported only when tracing is on
 
-    return Traced(provider("tally"), settings)
+    return Traced(provider("worker"), settings)

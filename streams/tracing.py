@@ -41,20 +41,24 @@ def enabled(environ: Mapping[str, str] = os.environ) -> bool:
     return any(environ.get(name, "").strip() for name in _SWITCHES)
 
 
-def provider(service: str) -> TracerProvider:
+SERVICE = "tally"  # OTEL_SERVICE_NAME's default for every Tally process (contract §14)
+
+
+def provider(process: str) -> TracerProvider:
     """A tracer provider configured by OTEL_*: exporters, sampler, limits, resource; each
-    exporter behind a BatchSpanProcessor (OTEL_BSP_*). `service` unless OTEL_SERVICE_NAME or
-    OTEL_RESOURCE_ATTRIBUTES name one. ConfigError (exit 2) for an exporter or protocol the
-    SDK does not know."""
+    exporter behind a BatchSpanProcessor (OTEL_BSP_*). The service is `tally` (contract §14)
+    unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES name one; `tally.process` says which
+    of Tally's processes (`worker`, `api`) made a span. ConfigError (exit 2) for an exporter or
+    protocol the SDK does not know."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = Resource.create({"service.version": __version__})
     found = resource.attributes
-    defaults: dict[str, str] = {}
+    defaults: dict[str, str] = {"tally.process": process}
     if str(found.get("service.name", "")).startswith("unknown_service"):
-        defaults["service.name"] = service
+        defaults["service.name"] = SERVICE
     if "service.instance.id" not in found:  # which of a service's processes: each its own
         defaults["service.instance.id"] = str(uuid.uuid4())
     resource = resource.merge(Resource(defaults))

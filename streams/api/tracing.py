@@ -85,7 +85,7 @@ class Traced:
 
 def api_tracing() -> ApiTracing:
     """As the OTEL_* variables ask (service name `tally-api`); ConfigError on bad ones."""
-    return Traced(provider("tally-api")) if enabled() else Untraced()
+    return Traced(provider("api")) if enabled() else Untraced()
 
 
 class TracedRequests:

@@ -176,12 +176,12 @@ async def test_a_command_posted_to_the_api_continues_the_callers_trace_into_the_
     assert {s.trace_id for s in (server, sent, processed)} == {trace_id}
     assert server.parent_id == caller_span
     assert (server.service, server.name, server.kind) == (
-        "tally-api",
+        "tally",
         "POST /v1/commands",
         "SERVER",
     )
     assert server.attributes["http.response.status_code"] == 200
     topic = tally.topics["commands"]
-    assert (sent.service, sent.name, sent.kind) == ("tally-api", f"send {topic}", "PRODUCER")
+    assert (sent.service, sent.name, sent.kind) == ("tally", f"send {topic}", "PRODUCER")
     assert (processed.service, processed.name) == ("tally", f"process {topic}")
     assert processed.attributes["tally.outcome.type"] == "ledger.account.opened.v1"

@@ -36,7 +36,7 @@ async def receiver(
 
 async def _export_one(name: str) -> None:
     assert tracing.enabled()
-    traces = tracing.provider("tally")
+    traces = tracing.provider("worker")
     traces.get_tracer("test").start_span(name).end()
     # The exporters block (requests, grpc's sync stub): off the loop, which serves the receiver.
     await asyncio.to_thread(tracing.close, traces, 10.0)

@@ -89,11 +89,13 @@ def test_the_service_is_named_tally_unless_otel_says_otherwise(
     for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")  # exporters are not the point here
-    assert tracing.provider("tally").resource.attributes["service.name"] == "tally"
+    assert tracing.provider("worker").resource.attributes["service.name"] == "tally"
+    api = tracing.provider("api").resource.attributes
+    assert (api["service.name"], api["tally.process"]) == ("tally", "api")  # contract §14
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes")
-    assert tracing.provider("tally").resource.attributes["service.name"] == "from-attributes"
+    assert tracing.provider("worker").resource.attributes["service.name"] == "from-attributes"
     monkeypatch.setenv("OTEL_SERVICE_NAME", "ledger-eu")
-    assert tracing.provider("tally").resource.attributes["service.name"] == "ledger-eu"
+    assert tracing.provider("worker").resource.attributes["service.name"] == "ledger-eu"
 
 
 def test_the_worker_traces_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
