@@ -62,8 +62,7 @@ async def run(s: Section, commands: list[Command]) -> WatchFigures:
 async def _beside(s: Section, watch: WorkerProcess, port: int, commands: list[Command]) -> Phase:
     """The worker drains `commands` at its top rate while the watch follows the events."""
     topic = s.names.tally_topics["EVENTS"]
-    before = await log_end(s.names.bootstrap, topic)
-    applied_before = (await scrape(port)).get(APPLIED, 0.0)
+    before, applied_before = await _settled(s.names.bootstrap, topic, port)
     cpu_before, worker_before = cpu_seconds(watch.pid), cpu_seconds(s.worker_pid)
     started = time.time()
     await preload(
@@ -87,6 +86,18 @@ async def _beside(s: Section, watch: WorkerProcess, port: int, commands: list[Co
         catch_up_seconds=max(0.0, caught_up - finished),
         worker_cpu_seconds=cpu_seconds(s.worker_pid) - worker_before,
     )
+
+
+async def _settled(bootstrap: str, topic: str, port: int) -> tuple[int, float]:
+    """The log's end and the watch's applied count once it has applied all of it: the alerts
+    it publishes while catching up lengthen the log it reads, so until the end stays put."""
+    while True:
+        end = await log_end(bootstrap, topic)
+        await _applied(port, end, "watch: settle", 120)
+        applied = (await scrape(port)).get(APPLIED, 0.0)
+        if await log_end(bootstrap, topic) == end and applied == end:
+            return end, applied
+        await asyncio.sleep(0.2)
 
 
 async def _applied(port: int, count: float, label: str, timeout: float) -> float:
