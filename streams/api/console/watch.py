@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from streams.api.console.pages import templates
+from streams.api.problems import Problem
 from streams.api.reads import json
 from streams.api.security import Operator
 from streams.settings import Settings
@@ -77,7 +78,11 @@ async def _get(http: aiohttp.ClientSession, url: str, **params: int) -> dict[str
         return body
 
 
-router = APIRouter(prefix="/v1/ops", tags=["operations"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}}
+    for status in (400, 401, 403)
+}
+router = APIRouter(prefix="/v1/ops", tags=["operations"], responses=_ERRORS)
 
 
 @router.get("/watch", response_model=WatchView)
