@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
-# Either of these turns tracing on (SPEC §14); OTEL_TRACES_EXPORTER=none turns it off again.
+# Either of these turns tracing on (contract §14); OTEL_TRACES_EXPORTER=none turns it off again.
 _SWITCHES = (
     "OTEL_TRACES_EXPORTER",
     "OTEL_EXPORTER_OTLP_ENDPOINT",

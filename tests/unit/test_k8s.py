@@ -1,4 +1,4 @@
-"""The Kubernetes base keeps the invariants of SPEC §14 (`make lint` renders and schema-checks it)."""
+"""The Kubernetes base keeps the invariants of contract §14 (`make lint` renders and schema-checks it)."""
 
 from __future__ import annotations
 
