@@ -223,3 +223,21 @@ async def test_an_outcome_consumed_before_anyone_waited_is_still_the_reply() -> 
     replies._arrived(headers, value)
     with replies.expect("early") as reply:
         assert reply.done() and reply.result()[0] == headers
+
+
+def test_a_verified_token_is_remembered_until_its_exp_and_never_longer() -> None:
+    import jwt as pyjwt
+
+    from streams.api.security import Verified
+
+    seen = Verified()
+    alice = Principal("alice", frozenset({"customer"}))
+    token = pyjwt.encode({"sub": "alice", "exp": 1_000_030}, "k" * 32)
+    seen.put(token, alice, now=1_000_000.0)
+    assert seen.get(token, now=1_000_029.9) == alice
+    assert seen.get(token, now=1_000_030.0) is None  # expired: verified again, and refused
+    long_lived = pyjwt.encode({"sub": "alice", "exp": 9_000_000}, "k" * 32)
+    seen.put(long_lived, alice, now=1_000_000.0)
+    assert seen.get(long_lived, now=1_000_000.0 + Verified.CACHE_S) is None  # at most CACHE_S
+    seen.put("not.a-jwt", alice, now=1_000_000.0)
+    assert seen.get("not.a-jwt", now=1_000_000.0) is None
