@@ -129,30 +129,44 @@ async def ensure_topics(client: AIOKafkaAdminClient, settings: Settings) -> None
 # Token times are judged at the broker's append time (contract §6): a backlog never expires a token.
 _TIMESTAMP_TYPE = "message.timestamp.type"
 _APPEND_TIME = {_TIMESTAMP_TYPE: "LogAppendTime"}
+_CONFIG_READS = 10  # tries, half a second apart
 
 
 async def _warn_unless_append_time(client: AIOKafkaAdminClient, topic: str) -> None:
     """One warning at start-up if the commands topic keeps producer timestamps."""
+    values: list[str | None] = []
+    for _ in range(_CONFIG_READS):  # a topic created a moment ago may not describe yet
+        try:
+            values = await _timestamp_types(client, topic)
+        except KafkaError as exc:  # e.g. no DescribeConfigs ACL: say so, judge at processing
+            log.warning(
+                "cannot read the commands topic's timestamp type", extra={"error": repr(exc)}
+            )
+            return
+        if values:
+            break
+        await asyncio.sleep(0.5)
+    if not values:
+        log.warning("cannot read the commands topic's timestamp type", extra={"topic": topic})
+    elif values != ["LogAppendTime"]:
+        log.warning(
+            "commands topic keeps producer timestamps: token times are judged when processed, "
+            "so a backlog longer than a token's life rejects it (set "
+            "message.timestamp.type=LogAppendTime on the topic)",
+            extra={"topic": topic, _TIMESTAMP_TYPE: values[0]},
+        )
+
+
+async def _timestamp_types(client: AIOKafkaAdminClient, topic: str) -> list[str | None]:
     resource = ConfigResource(ConfigResourceType.TOPIC, topic, {_TIMESTAMP_TYPE: None})
-    try:
-        responses = await client.describe_configs([resource])
-    except KafkaError as exc:  # e.g. no DescribeConfigs ACL: say so, and judge at processing
-        log.warning("cannot read the commands topic's timestamp type", extra={"error": repr(exc)})
-        return
-    values = [
+    responses = await client.describe_configs([resource])
+    return [
         entry[1]
         for response in responses
         for *_, entries in response.resources
         for entry in entries
         if entry[0] == _TIMESTAMP_TYPE
     ]
-    if values != ["LogAppendTime"]:
-        log.warning(
-            "commands topic keeps producer timestamps: token times are judged when processed, "
-            "so a backlog longer than a token's life rejects it (set "
-            "message.timestamp.type=LogAppendTime on the topic)",
-            extra={"topic": topic, _TIMESTAMP_TYPE: values[0] if values else None},
-        )
 
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
