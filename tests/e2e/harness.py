@@ -174,6 +174,25 @@ def on_partition(new_id: Callable[[str], str], name: str, wanted: int, partition
 
 
 @asynccontextmanager
+async def worker_and_api(logs: Path, **worker_env: str) -> AsyncIterator[Tally]:
+    """A worker and `tally api` beside it, ready; both must exit 0 when stopped. Logs go to
+    `logs`/worker.log and `logs`/api.log."""
+    deployment = Tally()
+    deployment.start(logs / "worker.log", **worker_env)
+    deployment.start_api(logs / "api.log")
+    try:
+        await deployment.wait_ready()
+        await deployment.wait_api_ready()
+        yield deployment
+    finally:
+        api_code = deployment.stop_api()
+        code = deployment.stop()
+        await deployment.cleanup()
+        assert code == 0, (logs / "worker.log").read_text()[-3000:]
+        assert api_code == 0, (logs / "api.log").read_text()[-3000:]
+
+
+@asynccontextmanager
 async def two_workers(logs: Path, partitions: int = 2, **env: str) -> AsyncIterator[Tally]:
     """Two workers of one deployment, on as many partitions: each owns a part of them, so a
     transfer between accounts of different owners goes through ledger.transfers (one worker

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.e2e.api.conftest import Api
-from tests.e2e.harness import Tally, free_port
+from tests.e2e.harness import Tally, free_port, worker_and_api
 
 pytestmark = pytest.mark.e2e
 
@@ -28,18 +28,8 @@ DASHBOARD = ROOT / "deploy/grafana/tally.json"
 
 @pytest.fixture(scope="module")
 async def deployment(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Tally]:
-    tally = Tally()
-    logs = tmp_path_factory.mktemp("tally")
-    tally.start(logs / "worker.log")
-    tally.start_api(logs / "api.log")
-    try:
-        await tally.wait_ready()
-        await tally.wait_api_ready()
+    async with worker_and_api(tmp_path_factory.mktemp("tally")) as tally:
         yield tally
-    finally:
-        codes = (tally.stop_api(), tally.stop())
-        await tally.cleanup()
-        assert codes == (0, 0), (logs / "worker.log").read_text()[-3000:]
 
 
 @pytest.fixture(scope="module")

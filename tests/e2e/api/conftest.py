@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import Tally, token
+from tests.e2e.harness import Tally, token, worker_and_api
 
 
 class Api:
@@ -60,20 +60,8 @@ class Api:
 
 @pytest.fixture(scope="module")
 async def tally(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Tally]:
-    deployment = Tally()
-    logs = tmp_path_factory.mktemp("api")
-    deployment.start(logs / "worker.log")
-    deployment.start_api(logs / "api.log")
-    try:
-        await deployment.wait_ready()
-        await deployment.wait_api_ready()
+    async with worker_and_api(tmp_path_factory.mktemp("api")) as deployment:
         yield deployment
-    finally:
-        api_code = deployment.stop_api()
-        code = deployment.stop()
-        await deployment.cleanup()
-        assert code == 0, (logs / "worker.log").read_text()[-3000:]
-        assert api_code == 0, (logs / "api.log").read_text()[-3000:]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, Response, async_playwright
 
-from tests.e2e.harness import Tally, token
+from tests.e2e.harness import Tally, token, worker_and_api
 
 ROOT = Path(__file__).parents[3]
 SMALL = "1000"  # the worker's TALLY_MAX_MESSAGE_BYTES: a padded command is dead-lettered
@@ -62,19 +62,8 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Logs:
 
 @pytest.fixture(scope="module")
 async def tally(logs: Logs) -> AsyncIterator[Tally]:
-    deployment = Tally()
-    deployment.start(logs.worker, TALLY_MAX_MESSAGE_BYTES=SMALL)
-    deployment.start_api(logs.api)
-    try:
-        await deployment.wait_ready()
-        await deployment.wait_api_ready()
+    async with worker_and_api(logs.folder, TALLY_MAX_MESSAGE_BYTES=SMALL) as deployment:
         yield deployment
-    finally:
-        api_code = deployment.stop_api()
-        code = deployment.stop()
-        await deployment.cleanup()
-        assert code == 0, logs.worker.read_text()[-3000:]
-        assert api_code == 0, logs.api.read_text()[-3000:]
 
 
 @pytest.fixture(scope="module")
