@@ -12,31 +12,40 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams.health import Health
 
 
-def _json(body: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+def json_response(
+    body: object, status: int = 200, content_type: str = "application/json"
+) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type=content_type)
 
 
-def build_app(health: Health, asyncapi: Callable[[], dict[str, Any]]) -> web.Application:
+def probe_app(health: Health) -> web.Application:
+    """An app answering /healthz, /readyz and /metrics for `health` (the worker's, the watch's)."""
+
     async def healthz(_: web.Request) -> web.Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        return _json(health.report(), 200 if health.ready else 503)
+        return json_response(health.report(), 200 if health.ready else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         response = web.Response(body=generate_latest())
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
-    document = asyncapi()
-
-    async def contract(_: web.Request) -> web.Response:
-        return _json(document)
-
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    return app
+
+
+def build_app(health: Health, asyncapi: Callable[[], dict[str, Any]]) -> web.Application:
+    document = asyncapi()
+
+    async def contract(_: web.Request) -> web.Response:
+        return json_response(document)
+
+    app = probe_app(health)
     app.router.add_get("/asyncapi.json", contract)
     return app
 

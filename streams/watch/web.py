@@ -5,24 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.health import Health
 from streams.watch.views import MAX_MINUTES
+from streams.web import json_response, probe_app
 
 MAX_ALERTS = 100
-
-
-def _json(body: object, status: int = 200, content_type: str = "application/json") -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type=content_type)
 
 
 def _problem(detail: str) -> web.Response:
     """An RFC 9457 problem, as `tally api` answers its errors."""
     body = {"type": "about:blank", "title": "Bad Request", "status": 400, "detail": detail}
-    return _json(body, 400, "application/problem+json")
+    return json_response(body, 400, "application/problem+json")
 
 
 def _number(request: web.Request, name: str, default: int, most: int) -> int | web.Response:
@@ -37,29 +32,15 @@ def build_app(
     volumes: Callable[[int], dict[str, Any]],
     alerts: Callable[[int], dict[str, Any]],
 ) -> web.Application:
-    async def healthz(_: web.Request) -> web.Response:
-        return _json({"status": "ok"})
-
-    async def readyz(_: web.Request) -> web.Response:
-        return _json(health.report(), 200 if health.ready else 503)
-
-    async def metrics(_: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest())
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
-
     async def get_volumes(request: web.Request) -> web.Response:
         minutes = _number(request, "minutes", 15, MAX_MINUTES)
-        return minutes if isinstance(minutes, web.Response) else _json(volumes(minutes))
+        return minutes if isinstance(minutes, web.Response) else json_response(volumes(minutes))
 
     async def get_alerts(request: web.Request) -> web.Response:
         limit = _number(request, "limit", 20, MAX_ALERTS)
-        return limit if isinstance(limit, web.Response) else _json(alerts(limit))
+        return limit if isinstance(limit, web.Response) else json_response(alerts(limit))
 
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    app = probe_app(health)
     app.router.add_get("/v1/volumes", get_volumes)
     app.router.add_get("/v1/alerts", get_alerts)
     return app
