@@ -55,6 +55,9 @@ def create_app(settings: Settings, tracing: ApiTracing | None = None) -> FastAPI
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
+        # Tally makes its own spans (ADR 9) and metrics: FastAPI's built-in OpenTelemetry stays
+        # off, so a global provider set by some library never doubles a request's span.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     store = MongoStore.connect(settings.mongo_uri, settings.mongo_db)
     app.state.settings = settings

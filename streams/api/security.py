@@ -21,7 +21,8 @@ from streams.errors import OutageError
 from streams.jwks import KeySource
 
 # auto_error=False: a missing header is our 401 problem, not FastAPI's 403.
-_bearer = HTTPBearer(auto_error=False, description="A JWT as for a command's authtoken")
+_SCHEME = "A JWT as for a command's authtoken"
+_bearer = HTTPBearer(auto_error=False, description=_SCHEME)
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -95,14 +96,21 @@ async def principal_of(token: str, keys: KeySource) -> Principal:
     return verdict
 
 
-async def current_principal(
-    request: Request, token: Annotated[str, Depends(bearer_token)]
-) -> Principal:
-    keys: KeySource = request.app.state.keys
-    return await principal_of(token, keys)
+class BearerPrincipal(HTTPBearer):
+    """The principal of the request's bearer token in one dependency: as an `HTTPBearer` it
+    gives the OpenAPI document its security scheme, and a read resolves one dependency, not a
+    chain of three (solving them was a sixth of a read's CPU in a py-spy profile)."""
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        credentials = await super().__call__(request)
+        if credentials is None or not credentials.credentials:
+            raise unauthenticated("an Authorization: Bearer <JWT> header is required")
+        keys: KeySource = request.app.state.keys
+        return await principal_of(credentials.credentials, keys)
 
 
-Actor = Annotated[Principal, Depends(current_principal)]
+_principal = BearerPrincipal(auto_error=False, scheme_name="HTTPBearer", description=_SCHEME)
+Actor = Annotated[Principal, Depends(_principal)]
 Token = Annotated[str, Depends(bearer_token)]
 
 
