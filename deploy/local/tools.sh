@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Installs a tool `make lint` or the tests need when it is missing:
-# `tools.sh promtool|prometheus|chromium`. The first two come from Debian's `prometheus` package
-# (its server must not start, or hold :9090, by itself); `chromium` is Debian's browser, which
-# the console's browser tests drive headless (never a browser build downloaded by Playwright).
+# Installs a tool `make lint`, the tests or `make bench` need when it is missing:
+# `tools.sh promtool|prometheus|chromium|wrk`. The first two come from Debian's `prometheus`
+# package (its server must not start, or hold :9090, by itself); `chromium` is Debian's browser,
+# which the console's browser tests drive headless (never a browser build downloaded by
+# Playwright); `wrk` is the HTTP load generator of the benchmark's API reads.
 set -euo pipefail
 
 package_of() {
   case "$1" in
     promtool | prometheus) echo prometheus ;;
+    wrk) echo wrk ;;
     chromium) echo chromium ;;
-    *) echo "usage: tools.sh promtool|prometheus|chromium" >&2; exit 2 ;;
+    *) echo "usage: tools.sh promtool|prometheus|chromium|wrk" >&2; exit 2 ;;
   esac
 }
 

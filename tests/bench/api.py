@@ -3,6 +3,7 @@ its request-reply against the worker's own end-to-end latency at the same rate."
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
@@ -17,18 +18,20 @@ import orjson
 from pymongo import AsyncMongoClient
 
 from streams.api.queries import ENTRY_ORDER
-from tests.bench import openloop
+from tests.bench import openloop, wrk
 from tests.bench.api_figures import ApiFigures
 from tests.bench.infra import Names, free_port
 from tests.bench.kafka_io import REJECTED, Outcomes
-from tests.bench.loads import alone, closed_loop, fitted_clients, paced, quiet_gc
+from tests.bench.loads import Measured, alone, closed_loop, fitted_clients, paced, quiet_gc
 from tests.bench.progress import note
 from tests.bench.usage import snapshot, usage
 from tests.bench.worker import WorkerProcess
 from tests.bench.workload import CURRENCY, DEPOSIT, Command, Signer, record
 
 OPS = ("bench-ops", ("ops",))  # who the HTTP clients are: ops read and send everything
+PAGE_CHECKS = 20  # accounts whose statement page is read both ways, untimed, to compare sizes
 Call = Callable[[random.Random], Awaitable[object]]
+Driver = Callable[[int], Awaitable[wrk.WrkRun]]  # a read driven from outside, by its clients
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +70,11 @@ async def run(s: Section, sizes: Sizes, seed: int) -> ApiFigures:
     try:
         await api.wait_ready()
         pids = s.pids | {"api": api.pid}
+        load = wrk.Wrk.at(f"http://127.0.0.1:{port}")
+        client = f"aiohttp {aiohttp.__version__}"
+        driver = f"{load.version()} (request-reply: {client})" if load else f"{client} (no wrk)"
         figures = ApiFigures(
-            sizes.clients, sizes.seconds, sizes.rate, sizes.wait, sizes.page,
-            f"aiohttp {aiohttp.__version__}",
+            sizes.clients, sizes.seconds, sizes.rate, sizes.wait, sizes.page, driver
         )  # fmt: skip
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(
@@ -77,7 +82,7 @@ async def run(s: Section, sizes: Sizes, seed: int) -> ApiFigures:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=60),
         ) as http:
-            await _reads(s, sizes, seed, http, pids, figures)
+            await _reads(s, sizes, seed, http, pids, figures, load)
             await _request_reply(s, sizes, seed, http, pids, figures)
         await _worker_open_loop(s, sizes, seed, pids, figures)
         figures.section_seconds = time.monotonic() - started
@@ -93,7 +98,10 @@ async def _reads(
     http: aiohttp.ClientSession,
     pids: dict[str, int | None],
     figures: ApiFigures,
+    load: wrk.Wrk | None,
 ) -> None:
+    """Each read through the API and straight from PyMongo. wrk, when there, drives the API's:
+    a Python HTTP client would take a quarter of a core from the API it measures."""
     bearer = {"authorization": f"Bearer {s.signer.token(_ops_command('reads'))}"}
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(s.names.mongo_uri)
     db = client[s.names.db("tally")]
@@ -111,9 +119,7 @@ async def _reads(
 
         async def api_entries(rng: random.Random) -> bytes:
             path = f"/v1/accounts/{rng.choice(s.accounts)}/entries?limit={sizes.page}"
-            body = await api_get(path)
-            _largest(figures.page_sizes, "api", len(orjson.loads(body)["items"]))
-            return body
+            return await api_get(path)
 
         async def mongo_account(rng: random.Random) -> dict[str, Any]:
             found = await db.accounts.find_one({"_id": rng.choice(s.accounts)})
@@ -123,17 +129,32 @@ async def _reads(
 
         async def mongo_entries(rng: random.Random) -> list[dict[str, Any]]:
             found = db.entries.find({"account_id": rng.choice(s.accounts)})
-            page = await found.sort(ENTRY_ORDER).limit(sizes.page).to_list()
-            _largest(figures.page_sizes, "pymongo", len(page))
-            return page
+            return await found.sort(ENTRY_ORDER).limit(sizes.page).to_list()
+
+        def wrk_reads(paths: list[str]) -> Driver:
+            assert load is not None
+            authorization = bearer["authorization"]
+            return lambda clients: load.closed_loop(
+                paths, authorization, clients, sizes.seconds, seed
+            )
 
         figures.entries_total = await db.entries.estimated_document_count()
+        for i in range(PAGE_CHECKS):  # the same accounts' pages both ways: as large as each other
+            api_page = orjson.loads(await api_entries(random.Random(i)))["items"]
+            _largest(figures.page_sizes, "api", len(api_page))
+            _largest(figures.page_sizes, "pymongo", len(await mongo_entries(random.Random(i))))
         pairs: dict[str, dict[str, Call]] = {
             "account": {"api_account": api_account, "pymongo_account": mongo_account},
             "entries": {"api_entries": api_entries, "pymongo_entries": mongo_entries},
         }
+        drivers: dict[str, Driver] = {}
+        if load:
+            drivers["api_account"] = wrk_reads([f"/v1/accounts/{a}" for a in s.accounts])
+            drivers["api_entries"] = wrk_reads(
+                [f"/v1/accounts/{a}/entries?limit={sizes.page}" for a in s.accounts]
+            )
         for pair in pairs.values():
-            await _closed(pair, sizes, seed, pids, figures)
+            await _closed(pair, sizes, seed, pids, figures, drivers)
     finally:
         await client.close()
 
@@ -144,9 +165,11 @@ async def _closed(
     seed: int,
     pids: dict[str, int | None],
     figures: ApiFigures,
+    drivers: dict[str, Driver],
 ) -> None:
     """A read and its baseline: each alone first, then both by as many clients as the slower
-    of the two allows (fitted_clients), the same number for both."""
+    of the two allows (fitted_clients), the same number for both; by its driver if it has
+    one (whose CPU counts as the bench client's), else by closed_loop in this process."""
     for key, call in pair.items():
         figures.alone_ms[key] = await alone(call, seed) * 1000
     slowest = max(figures.alone_ms[key] for key in pair) / 1000
@@ -157,8 +180,16 @@ async def _closed(
         note(f"{key}: {alone_ms:.1f} ms alone; {clients} clients for {sizes.seconds:.0f} s (+1 s)")
         with quiet_gc():
             before = snapshot(pids)
-            figures.reads[key] = await closed_loop(clients, sizes.seconds, call, seed)
-            figures.usage[key] = usage(before, snapshot(pids))
+            measured: Measured
+            if key in drivers:
+                driven = await drivers[key](clients)
+                measured, extra = driven, {"wrk": driven.cpu_seconds}
+            else:
+                measured, extra = await closed_loop(clients, sizes.seconds, call, seed), {}
+            used = usage(before, snapshot(pids))
+            cores = {k: v / used.seconds for k, v in extra.items()}
+            figures.reads[key] = measured
+            figures.usage[key] = dataclasses.replace(used, cores=used.cores | cores)
 
 
 def _largest(sizes: dict[str, int], source: str, size: int) -> None:

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.bench.loads import Timings, percentile
+from tests.bench.loads import Measured, Timings, percentile
 from tests.bench.openloop import Latencies
 from tests.bench.usage import Usage
 
@@ -27,8 +27,8 @@ class ApiFigures:
     rate: float
     wait: int
     page: int  # entries asked for per page
-    client: str  # the HTTP client library and version
-    reads: dict[str, Timings] = field(default_factory=dict)  # by JSON key of READS
+    client: str  # what drove the API's reads, and its version
+    reads: dict[str, Measured] = field(default_factory=dict)  # by JSON key of READS
     alone_ms: dict[str, float] = field(default_factory=dict)  # one call with nothing else asked
     clients_used: dict[str, int] = field(default_factory=dict)  # fewer than `clients` if slow
     entries_total: int = 0  # documents in `entries` when the reads ran
@@ -43,7 +43,7 @@ class ApiFigures:
 
     def read_ratio(self, kind: str) -> float:
         (_, api), (_, direct) = READS[kind]
-        if api not in self.reads or direct not in self.reads or not self.reads[direct].millis:
+        if api not in self.reads or direct not in self.reads or not self.reads[direct].calls:
             return float("nan")
         return self.reads[api].per_s / self.reads[direct].per_s
 
@@ -56,8 +56,8 @@ class ApiFigures:
     def lines(self) -> list[str]:
         out = [
             f"API section ({self.section_seconds:.0f} s; tally api; {self.clients} concurrent "
-            f"clients for {self.seconds:.0f} s per read, {self.client}; baseline: PyMongo "
-            "AsyncMongoClient in this process)",
+            f"clients for {self.seconds:.0f} s per read, driven by {self.client}; baseline: "
+            "PyMongo AsyncMongoClient in this process)",
             f"{'':<22}{'reads/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'alone ms':>10}{'clients':>9}",
         ]
         for kind, pair in READS.items():
@@ -70,7 +70,7 @@ class ApiFigures:
         if self.page_sizes:
             sizes = ", ".join(f"{k} {v}" for k, v in self.page_sizes.items())
             out.append(
-                f"  entries per page (limit {self.page}): {sizes}; "
+                f"  largest page of the same accounts read both ways (limit {self.page}): {sizes}; "
                 f"{self.entries_total} entries in the collection"
             )
         if fewer := [k for k, n in self.clients_used.items() if n < self.clients]:

@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 CALLS_PER_CLIENT = 4  # fewest calls each client of a closed loop should finish in its window
@@ -20,6 +20,26 @@ def percentile(ordered: list[float], p: float) -> float:
     if not ordered:
         return float("nan")
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+class Measured(Protocol):
+    """What a closed-loop read reports, whoever drove it (closed_loop here, or wrk)."""
+
+    @property
+    def per_s(self) -> float: ...
+
+    @property
+    def calls(self) -> int: ...
+
+    @property
+    def errors(self) -> int: ...
+
+    @property
+    def first_error(self) -> str: ...
+
+    def p(self, q: float) -> float: ...
+
+    def as_dict(self) -> dict[str, float | int | str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +55,10 @@ class Timings:
     @property
     def per_s(self) -> float:
         return len(self.millis) / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def calls(self) -> int:
+        return len(self.millis)
 
     def p(self, q: float) -> float:
         return percentile(self.millis, q)

@@ -12,7 +12,7 @@ from tests.bench.worker import cpu_seconds
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 # Processes that do their work on one thread (an asyncio loop): one core is their ceiling.
-ONE_THREAD = frozenset({"bench client", "api", "worker"})
+ONE_THREAD = frozenset({"bench client", "api", "worker", "wrk"})
 SATURATED = 0.9  # share of the machine's cores busy, from which the machine is the bound
 BUSY_THREAD = 0.85  # cores, from which a one-thread process is taken as its own bound
 
