@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import bson
 from bson.codec_options import CodecOptions
+from prometheus_client import Histogram
 from pymongo import AsyncMongoClient, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -271,10 +272,26 @@ def _account_op(write: AccountWrite) -> InsertOne[Doc] | UpdateOne:
     )
 
 
-@asynccontextmanager
-async def timed(operation: str) -> AsyncIterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        metrics.MONGO_SECONDS.labels(operation).observe(time.perf_counter() - started)
+def timed(operation: str) -> Timed:
+    """`async with timed("accounts"): ...` puts the block's time in tally_mongo_seconds."""
+    return Timed(_mongo_seconds(operation))
+
+
+_mongo_seconds = functools.lru_cache(maxsize=256)(metrics.MONGO_SECONDS.labels)
+
+
+class Timed:
+    """A plain class, not @asynccontextmanager: every API read passes through one, and a
+    generator-based context manager cost several times as much."""
+
+    __slots__ = ("_histogram", "_started")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        self._started = 0.0
+
+    async def __aenter__(self) -> None:
+        self._started = time.perf_counter()
+
+    async def __aexit__(self, *_: object) -> None:
+        self._histogram.observe(time.perf_counter() - self._started)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -116,8 +117,14 @@ class Observed:
             route = getattr(scope.get("route"), "path", None)
             # Labels stay few: a path no route matched is "unmatched", never itself.
             path = route or ("unmatched" if status in (404, 405) else scope["path"])
-            metrics.API_REQUESTS.labels(path, scope["method"], str(status)).inc()
-            metrics.API_REQUEST_SECONDS.labels(path).observe(time.perf_counter() - started)
+            _requests(path, scope["method"], str(status)).inc()
+            _request_seconds(path).observe(time.perf_counter() - started)
+
+
+# Each request's metric children looked up once per label set, not every time (labels() takes
+# a lock and builds a key); the label sets are few: route templates, methods, statuses.
+_requests = functools.lru_cache(maxsize=1024)(metrics.API_REQUESTS.labels)
+_request_seconds = functools.lru_cache(maxsize=256)(metrics.API_REQUEST_SECONDS.labels)
 
 
 @contextlib.asynccontextmanager
