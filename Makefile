@@ -49,6 +49,7 @@ test-unit: install
 
 test: install lint infra-up
 	@bash deploy/local/tools.sh chromium
+	@bash deploy/local/tools.sh wrk
 	$(BIN)/pytest tests/unit tests/bench tests/integration tests/e2e tests/chaos -q $(PYTEST_ARGS)
 
 run: install infra-up
@@ -61,6 +62,7 @@ fuzz: install
 	TALLY_FUZZ_EXAMPLES=$${TALLY_FUZZ_EXAMPLES:-50000} $(BIN)/pytest tests/unit/test_hostile_input.py -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install infra-up
+	@bash deploy/local/tools.sh wrk
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 asyncapi: install

@@ -22,16 +22,27 @@ from tests.bench import openloop, wrk
 from tests.bench.api_figures import ApiFigures
 from tests.bench.infra import Names, free_port
 from tests.bench.kafka_io import REJECTED, Outcomes
-from tests.bench.loads import Measured, alone, closed_loop, fitted_clients, paced, quiet_gc
+from tests.bench.loads import (
+    Measured,
+    Timings,
+    alone,
+    closed_loop,
+    fitted_clients,
+    paced,
+    quiet_gc,
+)
 from tests.bench.progress import note
-from tests.bench.usage import snapshot, usage
+from tests.bench.usage import Usage, combined, snapshot, usage
 from tests.bench.worker import WorkerProcess
 from tests.bench.workload import CURRENCY, DEPOSIT, Command, Signer, record
 
 OPS = ("bench-ops", ("ops",))  # who the HTTP clients are: ops read and send everything
 PAGE_CHECKS = 20  # accounts whose statement page is read both ways, untimed, to compare sizes
 Call = Callable[[random.Random], Awaitable[object]]
-Driver = Callable[[int], Awaitable[wrk.WrkRun]]  # a read driven from outside, by its clients
+# A read driven from outside: by its clients, seconds, and whether to warm up first.
+Driver = Callable[[int, float, bool], Awaitable[wrk.WrkRun]]
+ROUNDS = 3  # windows per read, API and baseline taking turns, so a drift of the machine's
+# speed during the section (seen: a third within a minute) weighs on both alike
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +145,8 @@ async def _reads(
         def wrk_reads(paths: list[str]) -> Driver:
             assert load is not None
             authorization = bearer["authorization"]
-            return lambda clients: load.closed_loop(
-                paths, authorization, clients, sizes.seconds, seed
+            return lambda clients, seconds, warm: load.closed_loop(
+                paths, authorization, clients, seconds, seed, warmup=1.0 if warm else 0.0
             )
 
         figures.entries_total = await db.entries.estimated_document_count()
@@ -168,28 +179,46 @@ async def _closed(
     drivers: dict[str, Driver],
 ) -> None:
     """A read and its baseline: each alone first, then both by as many clients as the slower
-    of the two allows (fitted_clients), the same number for both; by its driver if it has
-    one (whose CPU counts as the bench client's), else by closed_loop in this process."""
+    of the two allows (fitted_clients), the same number for both, in ROUNDS turns each (who
+    goes first alternating); a read by its driver if it has one (its CPU counted apart), else
+    by closed_loop in this process."""
     for key, call in pair.items():
         figures.alone_ms[key] = await alone(call, seed) * 1000
     slowest = max(figures.alone_ms[key] for key in pair) / 1000
     clients = fitted_clients(sizes.clients, sizes.seconds, slowest, os.cpu_count() or 1)
-    for key, call in pair.items():
+    window = sizes.seconds / ROUNDS
+    parts: dict[str, list[Any]] = {key: [] for key in pair}
+    used: dict[str, list[Usage]] = {key: [] for key in pair}
+    for key in pair:
         figures.clients_used[key] = clients
         alone_ms = figures.alone_ms[key]
-        note(f"{key}: {alone_ms:.1f} ms alone; {clients} clients for {sizes.seconds:.0f} s (+1 s)")
-        with quiet_gc():
-            before = snapshot(pids)
-            measured: Measured
-            if key in drivers:
-                driven = await drivers[key](clients)
-                measured, extra = driven, {"wrk": driven.cpu_seconds}
-            else:
-                measured, extra = await closed_loop(clients, sizes.seconds, call, seed), {}
-            used = usage(before, snapshot(pids))
-            cores = {k: v / used.seconds for k, v in extra.items()}
-            figures.reads[key] = measured
-            figures.usage[key] = dataclasses.replace(used, cores=used.cores | cores)
+        note(f"{key}: {alone_ms:.1f} ms alone; {clients} clients, {ROUNDS} x {window:.0f} s")
+    for turn in range(ROUNDS):
+        for key in list(pair) if turn % 2 == 0 else list(reversed(pair)):
+            with quiet_gc():
+                before = snapshot(pids)
+                extra: dict[str, float] = {}
+                if key in drivers:
+                    driven = await drivers[key](clients, window, turn == 0)
+                    parts[key].append(driven)
+                    extra["wrk"] = driven.cpu_seconds
+                else:
+                    warmup = 1.0 if turn == 0 else 0.0
+                    parts[key].append(
+                        await closed_loop(clients, window, pair[key], seed + turn, warmup)
+                    )
+                measured = usage(before, snapshot(pids))
+                cores = {k: v / measured.seconds for k, v in extra.items()}
+                used[key].append(dataclasses.replace(measured, cores=measured.cores | cores))
+    for key in pair:
+        figures.reads[key] = _merged(parts[key])
+        figures.usage[key] = combined(used[key])
+
+
+def _merged(parts: list[Any]) -> Measured:
+    if all(isinstance(p, wrk.WrkRun) for p in parts):
+        return wrk.WrkRun.merged(parts)
+    return Timings.merged(parts)
 
 
 def _largest(sizes: dict[str, int], source: str, size: int) -> None:

@@ -56,8 +56,8 @@ class ApiFigures:
     def lines(self) -> list[str]:
         out = [
             f"API section ({self.section_seconds:.0f} s; tally api; {self.clients} concurrent "
-            f"clients for {self.seconds:.0f} s per read, driven by {self.client}; baseline: "
-            "PyMongo AsyncMongoClient in this process)",
+            f"clients for {self.seconds:.0f} s per read in turns with its baseline, driven by "
+            f"{self.client}; baseline: PyMongo AsyncMongoClient in this process)",
             f"{'':<22}{'reads/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'alone ms':>10}{'clients':>9}",
         ]
         for kind, pair in READS.items():

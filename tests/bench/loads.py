@@ -63,6 +63,17 @@ class Timings:
     def p(self, q: float) -> float:
         return percentile(self.millis, q)
 
+    @classmethod
+    def merged(cls, parts: list[Timings]) -> Timings:
+        """One measurement of several windows: their calls and seconds together."""
+        first = next((p.first_error for p in parts if p.first_error), "")
+        return cls(
+            sum(p.seconds for p in parts),
+            sorted(ms for p in parts for ms in p.millis),
+            sum(p.errors for p in parts),
+            first,
+        )
+
     def as_dict(self) -> dict[str, float | int | str]:
         found: dict[str, float | int | str] = {
             "per_s": round(self.per_s, 1),

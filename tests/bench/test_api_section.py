@@ -9,7 +9,8 @@ import pytest
 from tests.bench.api_figures import ApiFigures
 from tests.bench.loads import Timings, closed_loop, fitted_clients, percentile
 from tests.bench.openloop import Latencies
-from tests.bench.usage import Snapshot, Usage, machine_busy, usage
+from tests.bench.usage import Snapshot, Usage, combined, machine_busy, usage
+from tests.bench.wrk import WrkRun
 
 pytestmark = pytest.mark.bench
 
@@ -139,3 +140,27 @@ def test_a_read_without_a_baseline_has_no_ratio() -> None:
     figures = ApiFigures(32, 15.0, 50.0, 10, 50, "aiohttp")
     figures.reads = {"api_account": Timings(10.0, [1.0]), "pymongo_account": Timings(10.0, [])}
     assert figures.read_ratio("account") != figures.read_ratio("account")
+
+
+def test_windows_merge_into_one_measurement() -> None:
+    merged = Timings.merged(
+        [Timings(2.0, [1.0, 3.0]), Timings(1.0, [2.0], errors=1, first_error="boom")]
+    )
+    assert (merged.seconds, merged.millis, merged.per_s) == (3.0, [1.0, 2.0, 3.0], 1.0)
+    assert (merged.errors, merged.first_error) == (1, "boom")
+
+
+def test_wrk_runs_merge_with_their_median_p50_and_highest_p99() -> None:
+    runs = [WrkRun(5.0, 500, p50, p99, cpu_seconds=0.1) for p50, p99 in ((2, 9), (1, 20), (3, 7))]
+    merged = WrkRun.merged(runs)
+    assert (merged.per_s, merged.p(50), merged.p(99)) == (100.0, 2, 20)
+    assert merged.cpu_seconds == pytest.approx(0.3)
+
+
+def test_usages_combine_weighted_by_their_windows() -> None:
+    short = Usage(1.0, {"api": 0.4}, 1.0, 2)
+    long = Usage(3.0, {"api": 0.8, "wrk": 0.1}, 2.0, 2)
+    both = combined([short, long])
+    assert both.seconds == 4.0
+    assert both.cores == pytest.approx({"api": 0.7, "wrk": 0.075})
+    assert both.machine == pytest.approx(1.75)

@@ -81,6 +81,15 @@ def usage(before: Snapshot, after: Snapshot, cpus: int | None = None) -> Usage:
     return Usage(seconds, cores, machine, cpus or os.cpu_count() or 1)
 
 
+def combined(parts: list[Usage]) -> Usage:
+    """The usage of several windows as one: each figure weighted by its window's seconds."""
+    seconds = sum(u.seconds for u in parts)
+    names = {name for u in parts for name in u.cores}
+    cores = {n: sum(u.cores.get(n, 0.0) * u.seconds for u in parts) / seconds for n in names}
+    machine = sum(u.machine * u.seconds for u in parts) / seconds
+    return Usage(seconds, cores, machine, parts[0].cpus)
+
+
 def machine_busy(stat: str | None = None) -> float:
     """Busy CPU seconds of every core since boot: all of /proc/stat's `cpu` line but idle and
     iowait (guest time is already counted in user)."""
