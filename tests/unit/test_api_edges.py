@@ -16,6 +16,7 @@ from starlette.datastructures import Headers
 from handlers.auth import Principal
 from handlers.permissions import may_read, reads_every_account
 from models.events import Deposited
+from streams.api import commands
 from streams.api.commands import preferred_wait
 from streams.api.problems import ProblemError
 from streams.api.queries import BadCursorError, Position, Window, chain_end
@@ -223,6 +224,55 @@ async def test_an_outcome_consumed_before_anyone_waited_is_still_the_reply() -> 
     replies._arrived(headers, value)
     with replies.expect("early") as reply:
         assert reply.done() and reply.result()[0] == headers
+
+
+class _Store:
+    """The outcomes the store holds, and when it was asked (seconds after the wait began)."""
+
+    def __init__(self, outcome: dict[str, Any] | None = None, after: int = 0) -> None:
+        self.asked: list[float] = []
+        self._outcome, self._after = outcome, after  # found from the `after`-th lookup on
+        self._began = asyncio.get_running_loop().time()
+
+    async def outcome(self, command_id: str) -> dict[str, Any] | None:
+        self.asked.append(asyncio.get_running_loop().time() - self._began)
+        return self._outcome if len(self.asked) > self._after else None
+
+
+@pytest.fixture
+def quick_store_lookup(monkeypatch: pytest.MonkeyPatch) -> float:
+    monkeypatch.setattr(commands, "STORE_AFTER_S", 0.05)
+    return 0.05
+
+
+async def test_a_reply_in_time_is_the_answer_and_the_store_is_not_asked(
+    quick_store_lookup: float,
+) -> None:
+    stored, headers, value = _published("fast")
+    reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    reply.set_result((headers, value))
+    store = _Store(stored)
+    assert await commands._outcome(store, reply, "fast", 1.0) == event_json(stored)  # type: ignore[arg-type]
+    assert store.asked == []
+
+
+async def test_no_reply_for_a_while_looks_in_the_store(quick_store_lookup: float) -> None:
+    stored, _, _ = _published("early")
+    store = _Store(stored)  # published before the consumer was in place: never a reply
+    never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    assert await commands._outcome(store, never, "early", 5.0) == event_json(stored)  # type: ignore[arg-type]
+    assert len(store.asked) == 1 and quick_store_lookup <= store.asked[0] < 1.0
+
+
+async def test_the_store_is_asked_again_when_the_wait_ends(quick_store_lookup: float) -> None:
+    stored, _, _ = _published("late")
+    store = _Store(stored, after=1)
+    never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    assert await commands._outcome(store, never, "late", 0.2) == event_json(stored)  # type: ignore[arg-type]
+    assert len(store.asked) == 2 and store.asked[1] >= 0.2
+    nothing = _Store()
+    assert await commands._outcome(nothing, never, "none", 0.02) is None  # type: ignore[arg-type]
+    assert len(nothing.asked) == 1  # a wait shorter than STORE_AFTER_S: once, at its end
 
 
 def test_a_verified_token_is_remembered_until_its_exp_and_never_longer() -> None:
