@@ -53,6 +53,19 @@ async def visible_account(request: Request, principal: Principal, account_id: st
     return account
 
 
+def cursor_position(cursor: str | None) -> Position | None:
+    """Where a statement page starts: after the cursor's entry; 400 for a cursor not ours."""
+    try:
+        return Position.decode(cursor) if cursor else None
+    except BadCursorError as exc:
+        raise ProblemError(400, str(exc)) from None
+
+
+def next_cursor(items: list[Doc], more: bool) -> str | None:
+    """The cursor of the page after `items`, if more entries follow."""
+    return Position(items[-1]["at"], items[-1]["_id"]).encode() if more else None
+
+
 def _utc(moment: datetime | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)  # RFC 3339 wants an offset; none given means UTC
@@ -75,14 +88,9 @@ async def get_entries(
     end: Annotated[datetime | None, Query(alias="to")] = None,
 ) -> Response:
     account = await visible_account(request, principal, account_id)
-    try:
-        after = Position.decode(cursor) if cursor else None
-    except BadCursorError as exc:
-        raise ProblemError(400, str(exc)) from None
-    window = Window(start=_utc(start), end=_utc(end), after=after)
+    window = Window(start=_utc(start), end=_utc(end), after=cursor_position(cursor))
     items, more = await _reads(request).entries(account, window, limit)
-    following = Position(items[-1]["at"], items[-1]["_id"]).encode() if more else None
-    return json({"items": [entry_view(e) for e in items], "next_cursor": following})
+    return json({"items": [entry_view(e) for e in items], "next_cursor": next_cursor(items, more)})
 
 
 @router.get("/accounts/{account_id}/balance", response_model=BalanceView)

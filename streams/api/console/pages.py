@@ -15,9 +15,9 @@ from fastapi.templating import Jinja2Templates
 
 from streams.api.console import ops
 from streams.api.console.letters import Filter
-from streams.api.problems import ProblemError, not_found
-from streams.api.queries import BadCursorError, LedgerReads, Position, Window
-from streams.api.reads import visible_account
+from streams.api.problems import not_found
+from streams.api.queries import LedgerReads, Window
+from streams.api.reads import cursor_position, next_cursor, visible_account
 from streams.api.replies import event_json
 from streams.api.security import Operator
 from streams.api.views import account_view, entry_view, transfer_view
@@ -77,19 +77,15 @@ async def account(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
     found = await visible_account(request, principal, account_id)
-    try:
-        after = Position.decode(cursor) if cursor else None
-    except BadCursorError as exc:
-        raise ProblemError(400, str(exc)) from None
     reads: LedgerReads = request.app.state.reads
-    items, more = await reads.entries(found, Window(after=after), STATEMENT_PAGE)
-    following = Position(items[-1]["at"], items[-1]["_id"]).encode() if more else None
+    window = Window(after=cursor_position(cursor))
+    items, more = await reads.entries(found, window, STATEMENT_PAGE)
     return _page(
         request,
         "account.html",
         account=account_view(found),
         entries=[entry_view(e) for e in items],
-        next_cursor=following,
+        next_cursor=next_cursor(items, more),
         first=cursor is None,
     )
 
