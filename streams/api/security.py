@@ -30,12 +30,16 @@ def unauthenticated(detail: str) -> ProblemError:
     return ProblemError(401, detail, headers=CHALLENGE)
 
 
-async def bearer_token(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
+def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or not credentials.credentials:
         raise unauthenticated("an Authorization: Bearer <JWT> header is required")
     return credentials.credentials
+
+
+async def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    return _token(credentials)
 
 
 class Verified:
@@ -102,11 +106,8 @@ class BearerPrincipal(HTTPBearer):
     chain of three (solving them was a sixth of a read's CPU in a py-spy profile)."""
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
-        credentials = await super().__call__(request)
-        if credentials is None or not credentials.credentials:
-            raise unauthenticated("an Authorization: Bearer <JWT> header is required")
         keys: KeySource = request.app.state.keys
-        return await principal_of(credentials.credentials, keys)
+        return await principal_of(_token(await super().__call__(request)), keys)
 
 
 _principal = BearerPrincipal(auto_error=False, scheme_name="HTTPBearer", description=_SCHEME)
